@@ -1,0 +1,1 @@
+"""The HTTP surface: one route table per resource, all under /api/v1."""

@@ -1,0 +1,85 @@
+"""Route: the OpenAPI 3 document, built from the router and each handler's @doc."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from picloud.api.common import API, doc, json_response
+from picloud.versions import PRODUCT_VERSION
+
+__all__ = ["build_document", "routes"]
+
+routes = web.RouteTableDef()
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+        }
+    },
+}
+
+
+@routes.get(f"{API}/openapi.json")
+@doc("This document.", auth="none")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(build_document(request.app))
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("formatter") or info.get("path") or info.get("prefix")
+        if not path or route.method == "HEAD":
+            continue
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", path)
+        meta = getattr(route.handler, "__openapi__", None)
+        method = "x-any" if route.method == "*" else route.method.lower()
+        paths.setdefault(path, {})[method] = _operation(path, meta)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "PiCloud", "version": PRODUCT_VERSION},
+        "components": {
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer"},
+                "appKey": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": {"Error": _ERROR},
+        },
+        "paths": dict(sorted(paths.items())),
+    }
+
+
+def _operation(path: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+    meta = meta or {}
+    op: dict[str, Any] = {"summary": meta.get("summary", "")}
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in re.findall(r"\{(\w+)\}", path)
+    ]
+    params += [
+        {"name": q, "in": "query", "schema": {"type": "string"}} for q in meta.get("query", [])
+    ]
+    if params:
+        op["parameters"] = params
+    if meta.get("body") is not None:
+        op["requestBody"] = {"content": {"application/json": {"example": meta["body"]}}}
+    ok: dict[str, Any] = {"description": "success"}
+    if meta.get("response") is not None:
+        ok["content"] = {"application/json": {"example": meta["response"]}}
+    error = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    op["responses"] = {str(meta.get("status", 200)): ok, "default": error}
+    if meta.get("auth") == "admin":
+        op["security"] = [{"admin": []}]
+    elif meta.get("auth") == "app":
+        op["security"] = [{}, {"appKey": []}]
+    return op

@@ -1,0 +1,232 @@
+"""The SQLite database: one writer thread with group commit, reader threads.
+
+Every write is a function run on the single writer thread, inside one
+`BEGIN IMMEDIATE` transaction that it shares with whatever other writes were
+queued at the same moment (group commit: one WAL commit, and so at most one
+fsync, per batch). Each write runs in its own SAVEPOINT, so one failing write
+rolls back alone. Reads run on a small pool of reader threads, each with its
+own connection; `read_now` runs a point lookup on the calling thread (the
+event loop) where a thread hop would cost more than the query.
+
+We run whole transactions on our own threads instead of using aiosqlite,
+whose one-thread-hop-per-statement model interleaves the statements of
+coroutines sharing a connection and costs a hop per statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from picloud.store import migrate
+
+__all__ = ["Database", "StoreError", "WriteFn"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], T]
+
+# Most writes queued at once that share one commit.
+_MAX_BATCH = 256
+_READERS = 2
+
+
+class StoreError(Exception):
+    """The store cannot be opened or has failed."""
+
+
+def connect(path: Path, durability: Literal["normal", "full"] = "normal") -> sqlite3.Connection:
+    """A connection with the pragmas chosen for flash (docs/storage.md gives the reasons)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={durability.upper()}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-4096")
+    # Checkpoint less often so hot pages are rewritten once per checkpoint, not per commit.
+    conn.execute("PRAGMA wal_autocheckpoint=2000")
+    conn.execute("PRAGMA journal_size_limit=16777216")
+    return conn
+
+
+class Database:
+    """The one handle every store module uses: `write`, `read`, `read_now`."""
+
+    def __init__(self, path: Path, durability: Literal["normal", "full"] = "normal") -> None:
+        self.path = path
+        self.durability = durability
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._now_conn: sqlite3.Connection | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._commit_listeners: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0
+        self.writes = 0
+
+    # ---- lifecycle
+
+    def open(self, on_migration: Callable[[int], None] | None = None) -> int:
+        """Open (creating if needed), migrate to the latest schema; returns the schema version."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = connect(self.path, self.durability)
+            version = migrate.upgrade(conn, on_migration)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._write_conn = conn
+        self._now_conn = connect(self.path, self.durability)
+        self._loop = asyncio.get_running_loop()
+        self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="store-read")
+        self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
+        self._writer.start()
+        return version
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        for conn in [self._write_conn, self._now_conn, *self._reader_conns]:
+            if conn is not None:
+                conn.close()
+        self._write_conn = self._now_conn = None
+        self._reader_conns.clear()
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` on the event loop after every commit (e.g. wake a dispatcher)."""
+        self._commit_listeners.append(listener)
+
+    @property
+    def schema_version(self) -> int:
+        return self.read_now(migrate.current_version)
+
+    # ---- writes
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in a transaction on the writer thread; returns once committed."""
+        if self._writer is None or self._loop is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Job(fn, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        assert self._write_conn is not None
+        conn = self._write_conn
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[_Job, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job.fn(conn)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((job, False, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((job, True, value))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("store: a write batch failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(job, False, StoreError(f"write failed: {exc}")) for job in batch]
+        else:
+            self.commits += 1
+            self.writes += len(batch)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._settle, results)
+
+    def _settle(self, results: list[tuple[_Job, bool, Any]]) -> None:
+        for job, ok, value in results:
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+        for listener in self._commit_listeners:
+            listener()
+
+    # ---- reads
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a query function on a reader thread with its own connection."""
+        if self._readers is None or self._loop is None:
+            raise StoreError("the store is not open")
+        return await self._loop.run_in_executor(self._readers, self._read_in_thread, fn)
+
+    def _read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.durability)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return fn(conn)
+
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A point lookup on the calling thread: only for queries that take microseconds."""
+        if self._now_conn is None:
+            raise StoreError("the store is not open")
+        return fn(self._now_conn)
+
+    async def ping(self) -> bool:
+        """Does the writer answer within 5 s? (for the watchdog and /healthz)."""
+        try:
+            async with asyncio.timeout(5.0):
+                await self.write(lambda c: c.execute("SELECT 1").fetchone())
+        except (TimeoutError, StoreError, sqlite3.Error):
+            return False
+        return True
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]):
+        self.fn = fn
+        self.future = future
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
