@@ -10,6 +10,7 @@ from aiohttp import web
 from picloud import executor, kv, ops, triggers
 from picloud.api import (
     apps,
+    backup,
     dashboard,
     deadletters,
     execute,
@@ -17,6 +18,7 @@ from picloud.api import (
     health,
     invocations,
     kvadmin,
+    metrics,
     openapi,
     scripts,
     system,
@@ -25,6 +27,7 @@ from picloud.api import (
 from picloud.api.middleware import auth_middleware, error_middleware
 from picloud.auth import ADMIN_TOKENS, AdminTokens, read_or_create_token
 from picloud.config import Settings
+from picloud.privileges import privileges_ctx
 from picloud.state import DB, RUNTIME, SETTINGS, Runtime
 from picloud.store import Database
 
@@ -42,6 +45,8 @@ ROUTE_TABLES = [
     deadletters.routes,
     invocations.routes,
     system.routes,
+    backup.routes,
+    metrics.routes,
     execute.routes,
     dashboard.routes,
     fallback.routes,  # last: the catch-all for unknown /api paths
@@ -59,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             executor.zygote_ctx,
+            privileges_ctx,
             _store_ctx,
             _token_ctx,
             executor.executor_ctx,

@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from picloud import cli_client
 from picloud.config import ConfigError, load_settings
+from picloud.ops import cli as ops_cli
 
 __all__ = ["main"]
 
@@ -34,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="show (or --rotate) the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one")
     token.set_defaults(func=_token)
+    cli_client.register(sub)
+    ops_cli.register(sub)
     return parser
 
 
