@@ -75,6 +75,7 @@ class Settings:
     invocations_keep: int = 10000
     invocations_keep_days: float = 7.0
     script_versions_keep: int = 50
+    delivered_events_keep_h: float = 24.0
     # --- operations
     metrics_public: bool = False
     backup_dir: Path | None = None
