@@ -85,8 +85,16 @@ def list_apps(conn: sqlite3.Connection, after: str | None, limit: int) -> list[A
 
 
 def delete_app(conn: sqlite3.Connection, app_id: str) -> bool:
-    """Deletes the app; foreign keys cascade to everything it owns."""
-    return conn.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount > 0
+    """Deletes the app and everything it owns (docs/decisions.md, "Admin API").
+
+    Foreign keys cascade to keys, secrets, scripts and their versions, KV,
+    triggers with their pending events, and dead letters; invocation records
+    carry no foreign key (they are written in batches), so they go here.
+    """
+    if not conn.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount:
+        return False
+    conn.execute("DELETE FROM invocations WHERE app_id = ?", (app_id,))
+    return True
 
 
 # ---- API keys
@@ -143,10 +151,13 @@ def app_secrets(conn: sqlite3.Connection, app_id: str) -> dict[str, str]:
     return {name: value for name, value in rows}
 
 
-def secret_names(conn: sqlite3.Connection, app_id: str) -> list[tuple[str, int]]:
-    """(name, updated_at) of every secret of the app; values never leave through here."""
+def secret_names(
+    conn: sqlite3.Connection, app_id: str, after: str | None, limit: int
+) -> list[tuple[str, int]]:
+    """(name, updated_at) of the app's secrets after `after`; values never leave through here."""
     rows = conn.execute(
-        "SELECT name, updated_at FROM secrets WHERE app_id = ? ORDER BY name", (app_id,)
+        "SELECT name, updated_at FROM secrets WHERE app_id = ? AND name > ? ORDER BY name LIMIT ?",
+        (app_id, after or "", limit),
     ).fetchall()
     return [(name, updated) for name, updated in rows]
 

@@ -20,6 +20,7 @@ __all__ = [
     "list_scripts",
     "list_versions",
     "load_runnable",
+    "prune_versions",
     "rollback",
     "update_settings",
 ]
@@ -45,6 +46,8 @@ class RunnableScript:
     timeout_ms: int
     memory_mb: int
     isolation: str
+    # Of the source: a cache key that stays right when a script is deleted and re-created.
+    sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +113,14 @@ def load_runnable(conn: sqlite3.Connection, script_id: str) -> RunnableScript | 
     """The script's current version and limits, or None when there is no such script."""
     row = conn.execute(
         "SELECT s.app_id, s.id, s.version, v.source, s.public, s.timeout_ms, s.memory_mb,"
-        f" s.isolation{_SCRIPT_FROM} WHERE s.id = ?",
+        f" s.isolation, v.sha256{_SCRIPT_FROM} WHERE s.id = ?",
         (script_id,),
     ).fetchone()
     if row is None:
         return None
-    app_id, sid, version, source, public, timeout_ms, memory_mb, isolation = row
+    app_id, sid, version, source, public, timeout_ms, memory_mb, isolation, sha = row
     return RunnableScript(
-        app_id, sid, version, source, bool(public), timeout_ms, memory_mb, isolation
+        app_id, sid, version, source, bool(public), timeout_ms, memory_mb, isolation, sha
     )
 
 
@@ -209,20 +212,33 @@ def update_settings(conn: sqlite3.Connection, script_id: str, cfg: ScriptSetting
 
 
 def delete_script(conn: sqlite3.Connection, script_id: str) -> bool:
-    """Deletes the script; its versions (and triggers naming it) cascade."""
-    return conn.execute("DELETE FROM scripts WHERE id = ?", (script_id,)).rowcount > 0
+    """Deletes the script and its invocation records; versions and triggers cascade."""
+    if not conn.execute("DELETE FROM scripts WHERE id = ?", (script_id,)).rowcount:
+        return False
+    conn.execute("DELETE FROM invocations WHERE script_id = ?", (script_id,))
+    return True
 
 
 def list_versions(
-    conn: sqlite3.Connection, script_id: str, before: int | None, limit: int
+    conn: sqlite3.Connection, script_id: str, after: int | None, limit: int
 ) -> list[Version]:
-    """Versions newest first, those below `before` when given."""
+    """Versions oldest first, those above `after` when given."""
     rows = conn.execute(
         "SELECT script_id, version, sha256, created_at, rollback_of FROM script_versions"
-        " WHERE script_id = ? AND version < ? ORDER BY version DESC LIMIT ?",
-        (script_id, before if before is not None else 2**62, limit),
+        " WHERE script_id = ? AND version > ? ORDER BY version LIMIT ?",
+        (script_id, after or 0, limit),
     ).fetchall()
     return [Version(*r) for r in rows]
+
+
+def prune_versions(conn: sqlite3.Connection, script_id: str, keep: int) -> int:
+    """Deletes all but the newest `keep` versions (never the current one); how many went."""
+    cur = conn.execute(
+        "DELETE FROM script_versions WHERE script_id = ? AND version <= "
+        "(SELECT version FROM scripts WHERE id = ?) - ?",
+        (script_id, script_id, max(keep, 1)),
+    )
+    return cur.rowcount
 
 
 def get_version(conn: sqlite3.Connection, script_id: str, version: int) -> Version | None:
