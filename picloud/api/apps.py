@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from aiohttp import web
 
 from picloud.api.common import (
@@ -12,16 +15,15 @@ from picloud.api.common import (
     json_response,
     page,
     parse_limit,
-    read_json,
 )
-from picloud.errors import BadRequest
+from picloud.errors import BadRequest, PayloadTooLarge
 from picloud.ids import check_slug
 from picloud.manager import apps as manager
 from picloud.manager.views import app_view, iso, key_view
 from picloud.state import DB, SETTINGS
 from picloud.store import apps as store
 
-__all__ = ["routes"]
+__all__ = ["read_admin_json", "routes"]
 
 routes = web.RouteTableDef()
 APPS = f"{API}/admin/apps"
@@ -43,8 +45,31 @@ def _app_id(request: web.Request) -> str:
     return check_slug(request.match_info["app"], "app")
 
 
+async def read_admin_json(request: web.Request) -> dict[str, Any]:
+    """A JSON object body of at most max_admin_body_bytes (413 beyond, 400 if not an object)."""
+    limit = request.app[SETTINGS].max_admin_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    # StreamReader.read(n) returns whatever has arrived, so read chunk by chunk to the end.
+    raw, size = bytearray(), 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        raw += chunk
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
 async def _body(request: web.Request, allowed: tuple[str, ...]) -> Body:
-    return Body(await read_json(request, request.app[SETTINGS].max_admin_body_bytes), allowed)
+    return Body(await read_admin_json(request), allowed)
 
 
 @routes.post(APPS)

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from picloud.api.apps import read_admin_json
 from picloud.api.common import (
     API,
     Body,
@@ -14,7 +15,6 @@ from picloud.api.common import (
     json_response,
     page,
     parse_limit,
-    read_json,
 )
 from picloud.errors import BadRequest
 from picloud.ids import check_slug
@@ -47,17 +47,19 @@ _VERSION = {"version": 1, "sha256": "...", "created_at": "...", "rollback_of": N
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    return await read_json(request, request.app[SETTINGS].max_admin_body_bytes)
+    return await read_admin_json(request)
 
 
 def _script_id(request: web.Request) -> str:
     return check_slug(request.match_info["id"], "script id")
 
 
+def _path_version(raw: str) -> int:
+    return _version(int(raw) if raw.isdigit() and len(raw) < 19 else raw)
+
+
 def _version(raw: object) -> int:
-    """A version number from a path or a body: a positive integer."""
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
-        raw = int(raw)
+    """A version number: a positive integer."""
     if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= _MAX_VERSION:
         raise BadRequest(f"version must be a positive integer, got {raw!r:.40}")
     return raw
@@ -138,7 +140,7 @@ async def list_versions(request: web.Request) -> web.Response:
     db, script_id = request.app[DB], _script_id(request)
     limit = parse_limit(request)
     cursor = decode_cursor(request.query.get("cursor"))
-    after = _version(cursor) if cursor is not None else None
+    after = _path_version(cursor) if cursor is not None else None
     await manager.get_script(db, script_id)
     rows = await db.read(lambda c: store.list_versions(c, script_id, after, limit + 1))
     return json_response(page([version_view(v) for v in rows], limit, lambda v: str(v["version"])))
@@ -148,7 +150,7 @@ async def list_versions(request: web.Request) -> web.Response:
 @doc("One version of a script, with its source.", response={**_VERSION, "source": _SOURCE})
 async def get_version(request: web.Request) -> web.Response:
     script_id = _script_id(request)
-    number = _version(request.match_info["version"])
+    number = _path_version(request.match_info["version"])
     version = await manager.get_version(request.app[DB], script_id, number)
     return json_response(version_view(version))
 
@@ -162,7 +164,8 @@ async def get_version(request: web.Request) -> web.Response:
 async def rollback(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     script_id = _script_id(request)
-    number = _version(Body(await _json(request), ("version",)).data.get("version"))
+    body = Body(await _json(request), ("version",))
+    number = body.integer("version", lo=1, hi=_MAX_VERSION)
     script = await manager.rollback(
         request.app[DB], script_id, number, settings.script_versions_keep
     )
