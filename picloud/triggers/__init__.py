@@ -1,14 +1,36 @@
-"""The triggers component."""
+"""The triggers component: the dispatcher of KV and cron events, started with the app."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-__all__ = ["triggers_ctx"]
+from picloud.executor import EXECUTOR
+from picloud.state import DB
+from picloud.triggers.dispatcher import Dispatcher, Limits
+
+__all__ = ["DISPATCHER", "Dispatcher", "triggers_ctx"]
+
+log = logging.getLogger(__name__)
+
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
 async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start and stop the triggers component's background work. TODO(triggers)."""
+    """Start the dispatcher (woken by every commit) and stop it before the store closes."""
+    executor = app.get(EXECUTOR)
+    if executor is None:
+        log.warning("triggers: no executor; events wait in the outbox until there is one")
+    dispatcher = Dispatcher(app[DB], executor, Limits())
+    app[DISPATCHER] = dispatcher
+    app[DB].on_commit(dispatcher.wake)
+    task = asyncio.create_task(dispatcher.run(), name="trigger-dispatcher")
     yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await dispatcher.stop()

@@ -1,0 +1,295 @@
+"""The trigger dispatcher: outbox events -> handler runs, in order per key, bounded.
+
+Events are scanned by id (a cursor) when a commit wakes the dispatcher, and held
+in memory in lanes, one lane per (trigger, order key). One task per lane runs its
+events strictly one after another, so event n+1 of a key never starts while event
+n is running or waiting for a retry; lanes run concurrently, bounded per trigger,
+per app and overall (see `Limits`). A trigger holding too many events in memory,
+or disabled, is "parked": its rows stay in the table and are loaded again from
+the parked id once it has room, so it cannot crowd out the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from picloud.executor.api import Executor
+from picloud.store import Database
+from picloud.store.db import now_ms
+from picloud.store.outbox import Event, delete_events, events_after, trigger_events
+from picloud.store.triggers import Trigger, all_triggers, get_trigger
+from picloud.triggers.cron_loop import CronClock
+from picloud.triggers.delivery import attempt, resume_dead_letter_handlers
+from picloud.triggers.stats import DispatcherStats
+
+__all__ = ["Dispatcher", "Limits"]
+
+log = logging.getLogger(__name__)
+
+_FETCH = 512  # rows per scan query
+_MAX_LOADED = 20_000  # events held in memory at once, all triggers
+_PER_TRIGGER = 2_000  # events held in memory per trigger before it is parked
+_PURGE_DELAY_S = 0.02  # delivered events are deleted in batches this often
+_IDLE_S = 60.0  # the longest sleep without a wake (re-reads the wall clock for cron)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """Concurrent handler runs: overall, per app, per trigger."""
+
+    total: int = 16
+
+    @property
+    def per_app(self) -> int:
+        return max(1, self.total // 2)
+
+    @property
+    def per_trigger(self) -> int:
+        # Below the per-app bound, so one slow trigger always leaves room for its siblings.
+        return max(1, self.total // 4)
+
+
+class Dispatcher:
+    """Owns the lanes, the purge of delivered events and the cron clock."""
+
+    def __init__(self, db: Database, executor: Executor | None, limits: Limits) -> None:
+        self.db = db
+        self.executor = executor
+        self.limits = limits
+        self.stats = DispatcherStats()
+        self.triggers: dict[str, Trigger] = {}
+        self.cron = CronClock(self)
+        self._wake = asyncio.Event()
+        self._cursor = 0
+        self._capped = False
+        self._parked: dict[str, int] = {}  # trigger id -> the first event id not loaded
+        self._loaded: set[int] = set()
+        self._per_trigger: collections.Counter[str] = collections.Counter()
+        self._lanes: dict[tuple[str, str], collections.deque[Event]] = {}
+        self._total = asyncio.Semaphore(limits.total)
+        self._app_slots: dict[str, asyncio.Semaphore] = {}
+        self._trigger_slots: dict[str, asyncio.Semaphore] = {}
+        self._purge_ids: list[int] = []
+        self._purge_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- the main loop
+
+    def wake(self) -> None:
+        """Called after every commit: new events may be waiting."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        rows = await self.db.read(all_triggers)
+        self.triggers = {t.id: t for t in rows}
+        self.cron.start()
+        self.spawn(resume_dead_letter_handlers(self), "dead-letter-resume")
+        while True:
+            self._wake.clear()
+            self._fetch()
+            await self.cron.fire_due()
+            timeout = min(_IDLE_S, max(0.0, self.cron.seconds_to_next()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    async def stop(self) -> None:
+        """Cancel every lane (their events stay in the outbox) and purge what was delivered."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._purge_handle is not None:
+            self._purge_handle.cancel()
+        with contextlib.suppress(Exception):
+            await self._purge()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("triggers: task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ---- trigger cache
+
+    def trigger(self, trigger_id: str) -> Trigger | None:
+        t = self.triggers.get(trigger_id)
+        if t is None:
+            # Created a moment ago: the commit woke us before the admin call told us.
+            t = self.db.read_now(lambda conn: get_trigger(conn, trigger_id))
+            if t is not None:
+                self.triggers[t.id] = t
+        return t
+
+    def trigger_changed(self, trigger_id: str) -> None:
+        """The admin API created, changed or deleted a trigger: reload it."""
+        t = self.db.read_now(lambda conn: get_trigger(conn, trigger_id))
+        if t is None:
+            self.triggers.pop(trigger_id, None)
+            self._parked.pop(trigger_id, None)
+            self._trigger_slots.pop(trigger_id, None)
+            self.cron.forget(trigger_id)
+        else:
+            self.triggers[t.id] = t
+            self.cron.schedule(t, catch_up=False)
+            if t.enabled:
+                self._refill(t.id)
+        self._wake.set()
+
+    # ---- loading events
+
+    def _fetch(self) -> None:
+        while len(self._loaded) < _MAX_LOADED:
+            rows = self.db.read_now(lambda conn: events_after(conn, self._cursor, _FETCH))
+            for ev in rows:
+                self._cursor = ev.id
+                self._offer(ev)
+            if len(rows) < _FETCH:
+                self._capped = False
+                return
+        self._capped = True
+
+    def _offer(self, ev: Event) -> None:
+        if ev.id in self._loaded:
+            return
+        t = self.trigger(ev.trigger_id)
+        if t is None:
+            return  # deleted: its events went with it
+        if not t.enabled or t.id in self._parked or self._per_trigger[t.id] >= _PER_TRIGGER:
+            self._park(t.id, ev.id)
+            return
+        self._load(ev)
+
+    def _park(self, trigger_id: str, event_id: int) -> None:
+        self._parked[trigger_id] = min(self._parked.get(trigger_id, event_id), event_id)
+
+    def _load(self, ev: Event) -> None:
+        self._loaded.add(ev.id)
+        self._per_trigger[ev.trigger_id] += 1
+        self.stats.loaded = len(self._loaded)
+        key = (ev.trigger_id, ev.order_key)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = collections.deque()
+            self.spawn(self._run_lane(key, lane), f"lane-{ev.trigger_id}")
+        lane.append(ev)
+
+    def _unload(self, ev: Event) -> None:
+        self._loaded.discard(ev.id)
+        self._per_trigger[ev.trigger_id] -= 1
+        if self._per_trigger[ev.trigger_id] <= 0:
+            del self._per_trigger[ev.trigger_id]
+        self.stats.loaded = len(self._loaded)
+        if ev.trigger_id in self._parked:
+            self._refill(ev.trigger_id)
+        if self._capped and len(self._loaded) < _MAX_LOADED // 2:
+            self._capped = False
+            self._wake.set()
+
+    def _refill(self, trigger_id: str) -> None:
+        """Load a parked trigger's events (up to the scan cursor) once it has room."""
+        resume = self._parked.get(trigger_id)
+        t = self.triggers.get(trigger_id)
+        room = _PER_TRIGGER - self._per_trigger[trigger_id]
+        if resume is None or t is None or not t.enabled or room < _PER_TRIGGER // 2:
+            return
+        rows = self.db.read_now(
+            lambda conn: trigger_events(conn, trigger_id, resume, self._cursor, room)
+        )
+        for ev in rows:
+            if ev.id not in self._loaded:
+                self._load(ev)
+        if len(rows) < room:
+            del self._parked[trigger_id]
+        else:
+            self._parked[trigger_id] = rows[-1].id + 1
+
+    # ---- lanes
+
+    async def _run_lane(self, key: tuple[str, str], lane: collections.deque[Event]) -> None:
+        try:
+            while lane:
+                ev = lane[0]
+                t = self.triggers.get(ev.trigger_id)
+                if t is None or not t.enabled:
+                    self._drop_lane(lane, park=t is not None)
+                    return
+                wait_ms = ev.next_at - now_ms()
+                if wait_ms > 0:
+                    await asyncio.sleep(wait_ms / 1000)
+                    continue  # the trigger may have changed meanwhile
+                after = await attempt(self, t, ev)
+                if after is None:
+                    lane.popleft()
+                    self._unload(ev)
+                else:
+                    lane[0] = after
+        finally:
+            if self._lanes.get(key) is lane and not lane:
+                del self._lanes[key]
+
+    def _drop_lane(self, lane: collections.deque[Event], park: bool) -> None:
+        """Forget a lane's events (they stay in the outbox); parked again if the trigger lives."""
+        events = list(lane)
+        lane.clear()
+        for ev in events:
+            if park:
+                self._park(ev.trigger_id, ev.id)
+            self._loaded.discard(ev.id)
+            self._per_trigger[ev.trigger_id] -= 1
+        self.stats.loaded = len(self._loaded)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, app_id: str, trigger_id: str | None) -> AsyncIterator[None]:
+        """A place among the concurrent handler runs: per trigger, per app, overall."""
+        async with contextlib.AsyncExitStack() as stack:
+            if trigger_id is not None:
+                await stack.enter_async_context(
+                    _sem(self._trigger_slots, trigger_id, self.limits.per_trigger)
+                )
+            await stack.enter_async_context(_sem(self._app_slots, app_id, self.limits.per_app))
+            await stack.enter_async_context(self._total)
+            self.stats.in_flight += 1
+            try:
+                yield
+            finally:
+                self.stats.in_flight -= 1
+
+    # ---- purge of delivered events
+
+    def delivered(self, event_id: int) -> None:
+        self._purge_ids.append(event_id)
+        if self._purge_handle is None:
+            loop = asyncio.get_running_loop()
+            self._purge_handle = loop.call_later(_PURGE_DELAY_S, self._start_purge)
+
+    def take_purge(self) -> list[int]:
+        """The delivered ids not yet purged (the caller deletes them in its own write)."""
+        ids, self._purge_ids = self._purge_ids, []
+        return ids
+
+    def _start_purge(self) -> None:
+        self._purge_handle = None
+        self.spawn(self._purge(), "purge")
+
+    async def _purge(self) -> None:
+        ids = self.take_purge()
+        if ids:
+            await self.db.write(lambda conn: delete_events(conn, ids))
+
+
+def _sem(table: dict[str, asyncio.Semaphore], key: str, size: int) -> asyncio.Semaphore:
+    sem = table.get(key)
+    if sem is None:
+        sem = table[key] = asyncio.Semaphore(size)
+    return sem
