@@ -1,0 +1,1 @@
+"""Benchmarks of PiCloud against same-run ceilings and peers (`make bench`)."""
