@@ -46,6 +46,9 @@ class StoreError(Exception):
 def connect(path: Path, durability: Literal["normal", "full"] = "normal") -> sqlite3.Connection:
     """A connection with the pragmas chosen for flash (docs/storage.md gives the reasons)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    # Must come before journal_mode=WAL, which writes the header of a new file: only then
+    # does a new file get incremental auto-vacuum (retention relies on it). No-op otherwise.
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={durability.upper()}")
     conn.execute("PRAGMA foreign_keys=ON")
