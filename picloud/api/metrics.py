@@ -1,7 +1,76 @@
-"""Routes: metrics. TODO: filled in by its issue."""
+"""Routes: GET /metrics in the Prometheus text format (admin token unless metrics_public)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.core import Metric
+
+from picloud.api.common import doc
+from picloud.api.system import system_snapshot
+from picloud.auth import ADMIN_TOKENS, bearer
+from picloud.errors import Unauthorized
+from picloud.ops import OPS, Ops
+from picloud.ops.metrics import ScrapeCollector
+from picloud.state import DB, SETTINGS
+from picloud.store import retention as sql
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+
+
+@routes.get("/metrics")
+@doc("Prometheus metrics (text format); needs the admin token unless metrics_public is on.")
+async def metrics(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    # /metrics is outside /api/v1/admin, so the auth middleware does not cover it.
+    if not app[SETTINGS].metrics_public:
+        token = bearer(request)
+        if token is None or not app[ADMIN_TOKENS].matches(token):
+            raise Unauthorized("a valid admin token is required (Authorization: Bearer ...)")
+    ops, db = app[OPS], app[DB]
+    await ops.telemetry.catch_up(db)
+    snap = await system_snapshot(app)
+    figures = await db.read(sql.store_figures)
+    # A registry per scrape: the collector holds this scrape's figures, so two concurrent
+    # scrapes never see each other's.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeCollector(snap, figures, db, _extra(ops)))
+    registry.register(_Forward(ops.telemetry.registry))
+    return await make_aiohttp_handler(registry)(request)
+
+
+class _Forward:
+    """The daemon-long counters, re-exported through the per-scrape registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+
+
+def _extra(ops: Ops) -> dict[str, tuple[str, Any]]:
+    r, b = ops.retention, ops.backups
+    return {
+        "picloud_retention_pruned_rows_total": (
+            "Rows removed by retention, by table.",
+            {"table": dict(r.pruned)},
+        ),
+        "picloud_retention_vacuumed_pages_total": (
+            "Pages given back by incremental vacuum.",
+            r.vacuumed_pages,
+        ),
+        "picloud_retention_last_run_timestamp_seconds": ("Last retention pass.", r.last_run_at),
+        "picloud_backups_total": (
+            "Backups made by this daemon, by result.",
+            {"result": {"ok": b.successes, "error": b.failures}},
+        ),
+        "picloud_backup_last_success_timestamp_seconds": ("Last good backup.", b.last_success_at),
+        "picloud_backup_last_size_bytes": ("Size of the last good backup.", b.last_size_bytes),
+    }

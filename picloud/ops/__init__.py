@@ -1,14 +1,78 @@
-"""The ops component."""
+"""The ops component: health probe, metrics, scheduled backups and retention, wired to the app."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-__all__ = ["ops_ctx"]
+from picloud.ops import backup, health, retention
+from picloud.ops.lock import StateLock
+from picloud.ops.metrics import Telemetry
+from picloud.state import DB, RUNTIME, SETTINGS
+
+__all__ = ["OPS", "Ops", "ops_ctx"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Ops:
+    """What the ops routes read: the health probe, metrics state, backup and retention figures."""
+
+    probe: health.Probe
+    telemetry: Telemetry
+    retention: retention.RetentionStats = dataclasses.field(
+        default_factory=retention.RetentionStats
+    )
+    backups: backup.BackupStats = dataclasses.field(default_factory=backup.BackupStats)
+    # One backup at a time: each holds a full copy of the database on disk while it runs.
+    backup_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+
+OPS = web.AppKey("ops", Ops)
 
 
 async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start and stop the ops component's background work. TODO(ops)."""
+    """Take the state lock, start the probe and metrics, retention and scheduled backups."""
+    settings, db = app[SETTINGS], app[DB]
+    lock = StateLock(settings.state_dir)
+    if not lock.acquire():
+        log.warning("ops: another process holds %s; is a second daemon running?", lock.path)
+    probe = health.Probe(settings.state_dir, settings.db_path, app[RUNTIME].started_at)
+    probe.executor = _executor(app)
+    await asyncio.to_thread(_prime, probe)
+    ops = Ops(probe, Telemetry())
+    await ops.telemetry.start(db)
+    app[OPS] = ops
+    tasks = [
+        asyncio.create_task(retention.run_forever(db, settings, ops.retention), name="retention")
+    ]
+    if settings.backup_dir is not None:
+        tasks.append(
+            asyncio.create_task(
+                backup.run_scheduled(settings, ops.backups, ops.backup_lock), name="backups"
+            )
+        )
     yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    lock.release()
+
+
+def _prime(probe: health.Probe) -> None:
+    health.prime_cpu()
+    probe.take_baseline()
+
+
+def _executor(app: web.Application) -> object | None:
+    from picloud.executor import EXECUTOR
+
+    return app[EXECUTOR] if EXECUTOR in app else None

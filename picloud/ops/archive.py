@@ -1,0 +1,182 @@
+"""The backup archive: a tar.gz of an SQLite online-backup snapshot, the config, a manifest.
+
+Members, in this order: `manifest.json` (format, product and schema versions,
+created_at, sha256 and size of every other member), `picloud.db` (a standalone
+rollback-journal file made with the SQLite backup API, so a live WAL is never
+copied), and `picloud.toml` when a config file exists (with any admin_token
+line removed: the admin token never goes into an archive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from picloud.versions import PRODUCT_VERSION
+
+__all__ = [
+    "CONFIG",
+    "DATABASE",
+    "FORMAT",
+    "MANIFEST",
+    "ArchiveError",
+    "create",
+    "extract_verified",
+    "snapshot_database",
+]
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+DATABASE = "picloud.db"
+CONFIG = "picloud.toml"
+_MEMBERS = {MANIFEST, DATABASE, CONFIG}
+_CHUNK = 1 << 20
+_ADMIN_TOKEN_LINE = re.compile(r"^\s*admin_token\s*=.*$", re.MULTILINE)
+
+
+class ArchiveError(Exception):
+    """The archive cannot be made or is not a valid PiCloud backup; the message says why."""
+
+
+def snapshot_database(source: Path, dest: Path) -> int:
+    """Copy the live database to `dest` with SQLite's online backup; returns its schema.
+
+    One backup step copies every page inside one read transaction, so the copy is
+    a consistent point in time even while the daemon keeps writing (WAL readers do
+    not block the writer). The copy is switched to a rollback journal so it is one
+    self-contained file.
+    """
+    if not source.is_file():  # sqlite3.connect would create an empty database
+        raise ArchiveError(f"no database at {source}")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10.0)
+    try:
+        dst = sqlite3.connect(dest, isolation_level=None)
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise ArchiveError(f"the database snapshot fails its check: {check}")
+            return int(dst.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise ArchiveError(f"cannot snapshot {source}: {exc}") from exc
+    finally:
+        src.close()
+
+
+def create(db_path: Path, out: Path, config: Path | None = None) -> dict[str, Any]:
+    """Write one archive to `out` (0600, atomically via a temporary name); returns the manifest."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".picloud-backup-", dir=out.parent))
+    try:
+        schema = snapshot_database(db_path, work / DATABASE)
+        members = [DATABASE]
+        if config is not None and config.is_file():
+            text = _ADMIN_TOKEN_LINE.sub(
+                "# admin_token removed by picloud backup", config.read_text()
+            )
+            (work / CONFIG).write_text(text)
+            members.append(CONFIG)
+        manifest = {
+            "format": FORMAT,
+            "product": PRODUCT_VERSION,
+            "schema": schema,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "files": {name: _digest(work / name) for name in members},
+        }
+        partial = work / "archive.partial"
+        _write_tar(partial, manifest, [(name, work / name) for name in members])
+        os.replace(partial, out)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return {"sha256": h.hexdigest(), "size": path.stat().st_size}
+
+
+def _write_tar(path: Path, manifest: dict[str, Any], files: list[tuple[str, Path]]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as raw:
+        with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+            data = json.dumps(manifest, indent=2).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+            tar.addfile(info, io.BytesIO(data))
+            for name, member in files:
+                info = tar.gettarinfo(str(member), arcname=name)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+                with member.open("rb") as fh:
+                    tar.addfile(info, fh)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def extract_verified(archive: Path, dest: Path) -> dict[str, Any]:
+    """Unpack `archive` into the directory `dest`, checking every member against the manifest."""
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            found = _extract(tar, dest)
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise ArchiveError(f"{archive} is not a readable PiCloud backup: {exc}") from exc
+    if MANIFEST not in found:
+        raise ArchiveError(f"{archive} has no {MANIFEST}: not a PiCloud backup")
+    manifest = _manifest((dest / MANIFEST).read_bytes())
+    listed = set(manifest["files"])
+    if DATABASE not in listed or listed != found - {MANIFEST}:
+        raise ArchiveError(f"{archive}: members {sorted(found)} do not match the manifest")
+    for name, want in manifest["files"].items():
+        got = _digest(dest / name)
+        if got["sha256"] != want.get("sha256") or got["size"] != want.get("size"):
+            raise ArchiveError(f"{archive}: {name} is corrupt (its sha256 does not match)")
+    return manifest
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> set[str]:
+    found: set[str] = set()
+    for info in tar:
+        # Only our own flat members, as regular files: no paths, links or devices.
+        if info.name not in _MEMBERS or not info.isfile() or info.name in found:
+            raise ArchiveError(f"unexpected member {info.name!r:.80}: not a PiCloud backup")
+        source = tar.extractfile(info)
+        if source is None:
+            raise ArchiveError(f"cannot read member {info.name}")
+        fd = os.open(dest / info.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK)
+        found.add(info.name)
+    return found
+
+
+def _manifest(raw: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise ArchiveError(f"the manifest is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArchiveError("the manifest is malformed")
+    if manifest.get("format") != FORMAT:
+        raise ArchiveError(
+            f"archive format {manifest.get('format')!r} is not one this PiCloud reads ({FORMAT})"
+        )
+    if not isinstance(manifest.get("schema"), int):
+        raise ArchiveError("the manifest has no schema version")
+    return manifest

@@ -1,0 +1,242 @@
+"""The health snapshot of /api/v1/admin/system and /metrics: psutil plus the board's files.
+
+`snapshot()` is synchronous and reads /proc and /sys, so callers run it in a thread.
+Whatever the board or the platform does not offer is None, never an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from picloud.ops import board
+
+__all__ = ["DiskBaseline", "Probe", "executor_figures", "prime_cpu", "snapshot"]
+
+log = logging.getLogger(__name__)
+
+# Below this the rate since the daemon started is too noisy; we fall back to since boot.
+_MIN_BASELINE_S = 600.0
+_DAY_S = 86400.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiskBaseline:
+    """Bytes written to the state directory's device when the daemon started."""
+
+    at: float
+    written: int
+
+
+@dataclasses.dataclass
+class Probe:
+    """Where the snapshot looks: the state directory, the board root, the executor."""
+
+    state_dir: Path
+    db_path: Path
+    started_at: float = dataclasses.field(default_factory=time.time)
+    root: Path = board.ROOT
+    executor: object | None = None
+    baseline: DiskBaseline | None = None
+
+    def take_baseline(self) -> None:
+        device = self.device()
+        written = board.bytes_written(device, self.root) if device else None
+        if written is not None:
+            self.baseline = DiskBaseline(time.time(), written)
+
+    def device(self) -> str | None:
+        try:
+            return board.block_device(os.stat(self.state_dir).st_dev, self.root)
+        except OSError:
+            return None
+
+
+def prime_cpu() -> None:
+    """psutil's first cpu_percent(None) is meaningless; call once at start-up."""
+    psutil.cpu_percent(interval=None, percpu=True)
+
+
+def snapshot(probe: Probe) -> dict[str, Any]:
+    """Every health figure, as one JSON-ready dict (see docs/operations.md)."""
+    return {
+        "cpu": _cpu(),
+        "memory": _memory(),
+        "temperature_celsius": board.read_temperature(probe.root),
+        "throttling": board.read_throttled(probe.root),
+        "disk": _disk(probe),
+        "database": _database_files(probe.db_path),
+        "uptime": {
+            "daemon_s": round(time.time() - probe.started_at, 1),
+            "system_s": _system_uptime(probe.root),
+        },
+        "processes": _processes(),
+        "memory_cgroup": board.memory_cgroup(probe.root),
+        **executor_figures(probe.executor),
+    }
+
+
+def _cpu() -> dict[str, Any]:
+    try:
+        load1, load5, load15 = os.getloadavg()
+        load: dict[str, float] | None = {"1m": load1, "5m": load5, "15m": load15}
+    except OSError:
+        load = None
+    return {
+        "count": psutil.cpu_count() or None,
+        "percent_per_core": psutil.cpu_percent(interval=None, percpu=True),
+        "load": load,
+    }
+
+
+def _memory() -> dict[str, Any]:
+    vm = psutil.virtual_memory()
+    swap = psutil.swap_memory()
+    return {
+        "total_bytes": vm.total,
+        "available_bytes": vm.available,
+        "percent": vm.percent,
+        "swap_total_bytes": swap.total,
+        "swap_used_bytes": swap.used,
+    }
+
+
+def _disk(probe: Probe) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": str(probe.state_dir)}
+    try:
+        usage = psutil.disk_usage(str(probe.state_dir))
+        read_only = bool(os.statvfs(probe.state_dir).f_flag & os.ST_RDONLY)
+    except OSError:
+        usage, read_only = None, None
+    out["total_bytes"] = usage.total if usage else None
+    out["used_bytes"] = usage.used if usage else None
+    out["free_bytes"] = usage.free if usage else None
+    out["percent"] = usage.percent if usage else None
+    out["read_only"] = read_only
+    out.update(_writes(probe))
+    return out
+
+
+def _writes(probe: Probe) -> dict[str, Any]:
+    """Bytes written to the state directory's block device, and the rate per day.
+
+    /proc/diskstats counts every writer to the device (the journal, apt, the WAL
+    checkpoints), which is what wears an SD card; /proc/self/io would miss them.
+    """
+    device = probe.device()
+    written = board.bytes_written(device, probe.root) if device else None
+    per_day, basis = None, None
+    now = time.time()
+    base = probe.baseline
+    if written is not None and base is not None and now - base.at >= _MIN_BASELINE_S:
+        per_day, basis = (written - base.written) / (now - base.at) * _DAY_S, "daemon_start"
+    elif written is not None:
+        uptime = _system_uptime(probe.root)
+        if uptime:
+            per_day, basis = written / uptime * _DAY_S, "boot"
+    return {
+        "device": device,
+        "written_bytes_since_boot": written,
+        "written_bytes_per_day": round(per_day) if per_day is not None else None,
+        "written_per_day_basis": basis,
+        "daemon_written_bytes": _daemon_written(),
+    }
+
+
+def _daemon_written() -> int | None:
+    try:
+        return int(psutil.Process().io_counters().write_bytes)
+    except (AttributeError, OSError, psutil.Error):
+        return None
+
+
+def _system_uptime(root: Path) -> float | None:
+    uptime = board.system_uptime_s(root)
+    if uptime is None and root == board.ROOT:
+        uptime = time.time() - psutil.boot_time()
+    return round(uptime, 1) if uptime is not None else None
+
+
+def _database_files(db_path: Path) -> dict[str, Any]:
+    def size(path: Path) -> int | None:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return None
+
+    wal = db_path.with_name(db_path.name + "-wal")
+    return {"path": str(db_path), "size_bytes": size(db_path), "wal_bytes": size(wal) or 0}
+
+
+def _processes() -> dict[str, Any]:
+    """The daemon's resident memory and that of its process tree (zygote and workers)."""
+    me = psutil.Process()
+    workers_rss, workers = 0, 0
+    try:
+        children = me.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            workers_rss += child.memory_info().rss
+            workers += 1
+        except psutil.Error:  # exited between listing and reading
+            continue
+    return {
+        "daemon_rss_bytes": me.memory_info().rss,
+        "workers_rss_bytes": workers_rss,
+        "worker_processes": workers,
+    }
+
+
+def executor_figures(executor: object | None) -> dict[str, Any]:
+    """Running and queued invocations and the sandbox layers, from whatever the executor exposes."""
+    return {
+        "invocations": {
+            "running": _number(executor, "running", "active"),
+            "queued": _number(executor, "queued", "queue_depth", "waiting"),
+        },
+        "sandbox": _layers(executor),
+    }
+
+
+def _attr(obj: object | None, name: str) -> Any:
+    if obj is None:
+        return None
+    try:
+        value = getattr(obj, name, None)
+        return value() if callable(value) else value
+    except Exception:  # noqa: BLE001 - a failing probe must not break the health page
+        log.debug("executor.%s failed", name, exc_info=True)
+        return None
+
+
+def _number(obj: object | None, *names: str) -> int | None:
+    for name in names:
+        value = _attr(obj, name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            return int(value)
+        if isinstance(value, list | tuple | set | dict):
+            return len(value)
+    return None
+
+
+def _layers(executor: object | None) -> Any:
+    for name in ("sandbox_report", "layers"):
+        value = _attr(executor, name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        if isinstance(value, dict | list | str | bool | int | float):
+            return value
+        return str(value)
+    return None

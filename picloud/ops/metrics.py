@@ -1,0 +1,257 @@
+"""Prometheus metrics: counters fed from the store, and gauges read at scrape time.
+
+Invocation and dead-letter counters are fed by tailing the `invocations` and
+`dead_letters` tables by rowid at scrape time, so no hot path carries a metrics
+call and whatever records an invocation (HTTP, trigger, dead-letter run) counts.
+Everything else (board, store, executor, retention, backups) is read when
+Prometheus scrapes, by `ScrapeCollector`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from picloud.ops import board
+from picloud.store import Database
+from picloud.store import retention as sql
+
+__all__ = ["LATENCY_BUCKETS_S", "ScrapeCollector", "Telemetry"]
+
+# Script latency on a Pi: from a warm 2 ms run to the 60 s cap.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_TAIL_BATCH = 5000
+_TRIGGERED = ("kv", "cron", "dead_letter")
+
+
+class Telemetry:
+    """The counters that live as long as the daemon, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.invocations = Counter(
+            "picloud_invocations",
+            "Invocations recorded, by script, status and what started them.",
+            ["script", "status", "trigger"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "picloud_invocation_duration_seconds",
+            "Wall-clock duration of invocations, by script.",
+            ["script"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=reg,
+        )
+        self.deliveries = Counter(
+            "picloud_trigger_deliveries",
+            "Triggered runs (kv, cron, dead_letter), by kind and status.",
+            ["kind", "status"],
+            registry=reg,
+        )
+        self.failed_attempts = Counter(
+            "picloud_trigger_failed_attempts",
+            "Triggered runs that failed and so were retried or dead-lettered, by kind.",
+            ["kind"],
+            registry=reg,
+        )
+        self.dead_letters = Counter(
+            "picloud_dead_letters_created",
+            "Events that became dead letters, by app.",
+            ["app"],
+            registry=reg,
+        )
+        ProcessCollector(namespace="picloud", registry=reg)
+        self._rowids = (0, 0)
+        self._lock: asyncio.Lock | None = None
+
+    async def start(self, db: Database) -> None:
+        """Count from now on: counters start at zero with the daemon, as Prometheus expects."""
+        self._lock = asyncio.Lock()
+        self._rowids = await db.read(sql.max_rowids)
+
+    async def catch_up(self, db: Database) -> None:
+        """Count the invocations and dead letters recorded since the last scrape."""
+        assert self._lock is not None, "start() first"
+        async with self._lock:
+            inv, dl = self._rowids
+            while True:
+                rows = await db.read(
+                    functools.partial(sql.invocations_after, rowid=inv, limit=_TAIL_BATCH)
+                )
+                for row in rows:
+                    self._count(row)
+                inv = rows[-1].rowid if rows else inv
+                if len(rows) < _TAIL_BATCH:
+                    break
+            letters = await db.read(
+                functools.partial(sql.dead_letters_after, rowid=dl, limit=_TAIL_BATCH)
+            )
+            for rowid, app in letters:
+                self.dead_letters.labels(app).inc()
+                dl = rowid
+            self._rowids = (inv, dl)
+
+    def _count(self, row: sql.InvocationRow) -> None:
+        self.invocations.labels(row.script_id, row.status, row.trigger).inc()
+        self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
+        if row.trigger in _TRIGGERED:
+            self.deliveries.labels(row.trigger, row.status).inc()
+            if row.status != "ok":
+                self.failed_attempts.labels(row.trigger).inc()
+
+
+class ScrapeCollector:
+    """The figures of one scrape: the health snapshot, the store, retention and backups."""
+
+    def __init__(
+        self,
+        snapshot: dict[str, Any],
+        figures: sql.StoreFigures,
+        db: Database,
+        extra: dict[str, Any],
+    ) -> None:
+        self._snap = snapshot
+        self._figures = figures
+        self._db = db
+        self._extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _board(self._snap)
+        yield from _store(self._figures, self._db, self._snap)
+        yield from _runtime(self._snap, self._extra)
+
+
+def _gauge(
+    name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
+) -> Metric:
+    metric = GaugeMetricFamily(name, doc, labels=list(labels or {}))
+    if value is not None:
+        metric.add_metric(list((labels or {}).values()), float(value))
+    return metric
+
+
+def _counter(name: str, doc: str, value: float | None) -> Metric:
+    metric = CounterMetricFamily(name, doc)
+    if value is not None:
+        metric.add_metric([], float(value))
+    return metric
+
+
+def _board(s: dict[str, Any]) -> Iterator[Metric]:
+    cpu = GaugeMetricFamily("picloud_cpu_usage_ratio", "CPU busy share per core.", labels=["cpu"])
+    for i, pct in enumerate(s["cpu"]["percent_per_core"]):
+        cpu.add_metric([str(i)], pct / 100)
+    yield cpu
+    load = GaugeMetricFamily("picloud_load_average", "System load average.", labels=["period"])
+    for period, value in (s["cpu"]["load"] or {}).items():
+        load.add_metric([period], value)
+    yield load
+    mem = s["memory"]
+    yield _gauge("picloud_memory_total_bytes", "Physical memory.", mem["total_bytes"])
+    yield _gauge("picloud_memory_available_bytes", "Memory available.", mem["available_bytes"])
+    yield _gauge("picloud_swap_total_bytes", "Swap size.", mem["swap_total_bytes"])
+    yield _gauge("picloud_swap_used_bytes", "Swap in use.", mem["swap_used_bytes"])
+    yield _gauge("picloud_temperature_celsius", "SoC temperature.", s["temperature_celsius"])
+    yield _throttled(s["throttling"])
+    disk = s["disk"]
+    yield _gauge("picloud_disk_total_bytes", "State dir file system size.", disk["total_bytes"])
+    yield _gauge("picloud_disk_free_bytes", "State dir file system free.", disk["free_bytes"])
+    yield _gauge("picloud_disk_read_only", "1 if the state dir is read-only.", disk["read_only"])
+    yield _counter(
+        "picloud_disk_written_bytes",
+        "Bytes written to the state dir's block device since boot (/proc/diskstats).",
+        disk["written_bytes_since_boot"],
+    )
+    yield _gauge(
+        "picloud_memory_cgroup_enabled",
+        "1 if the memory cgroup controller is on.",
+        s["memory_cgroup"],
+    )
+    yield _gauge("picloud_system_uptime_seconds", "Since boot.", s["uptime"]["system_s"])
+
+
+def _throttled(throttling: dict[str, Any] | None) -> Metric:
+    metric = GaugeMetricFamily(
+        "picloud_throttled",
+        "Raspberry Pi firmware throttling flags (1 = set), now and since boot.",
+        labels=["condition", "scope"],
+    )
+    if throttling is not None:
+        for scope in ("now", "since_boot"):
+            for condition in board.THROTTLE_FLAGS.values():
+                metric.add_metric([condition, scope], float(throttling[scope][condition]))
+    return metric
+
+
+def _store(f: sql.StoreFigures, db: Database, s: dict[str, Any]) -> Iterator[Metric]:
+    yield _counter("picloud_store_commits", "Write transactions committed.", db.commits)
+    yield _counter("picloud_store_writes", "Writes committed (several per commit).", db.writes)
+    yield _gauge("picloud_db_size_bytes", "Database file size.", s["database"]["size_bytes"])
+    yield _gauge("picloud_db_wal_bytes", "WAL file size.", s["database"]["wal_bytes"])
+    yield _gauge(
+        "picloud_db_free_bytes", "Free pages inside the database file.", f.pages.free_bytes
+    )
+    backlog = GaugeMetricFamily(
+        "picloud_trigger_events", "Undelivered trigger events, by state.", labels=["state"]
+    )
+    for state in ("pending", "retrying"):
+        backlog.add_metric([state], f.events_backlog.get(state, 0))
+    yield backlog
+    yield _gauge("picloud_dead_letters", "Dead letters kept.", f.dead_letters)
+    kv = GaugeMetricFamily("picloud_kv_stored_bytes", "KV bytes held, by app.", labels=["app"])
+    for app, n in sorted(f.kv_bytes.items()):
+        kv.add_metric([app], n)
+    yield kv
+    yield _gauge("picloud_apps", "Apps.", f.apps)
+    yield _gauge("picloud_scripts", "Scripts.", f.scripts)
+
+
+def _runtime(s: dict[str, Any], extra: dict[str, Any]) -> Iterator[Metric]:
+    yield _gauge("picloud_uptime_seconds", "Since the daemon started.", s["uptime"]["daemon_s"])
+    procs = s["processes"]
+    yield _gauge(
+        "picloud_daemon_memory_bytes", "Daemon resident memory.", procs["daemon_rss_bytes"]
+    )
+    yield _gauge(
+        "picloud_workers_memory_bytes",
+        "Resident memory of the zygote and workers.",
+        procs["workers_rss_bytes"],
+    )
+    yield _gauge(
+        "picloud_worker_processes", "Zygote and worker processes.", procs["worker_processes"]
+    )
+    yield _gauge("picloud_invocations_running", "Invocations running.", s["invocations"]["running"])
+    yield _gauge(
+        "picloud_queue_depth", "Invocations waiting for a worker.", s["invocations"]["queued"]
+    )
+    for name, (doc, value) in extra.items():
+        if isinstance(value, dict):
+            yield _labelled(name, doc, value)
+        elif name.endswith("_total"):
+            yield _counter(name.removesuffix("_total"), doc, value)
+        else:
+            yield _gauge(name, doc, value)
+
+
+def _labelled(name: str, doc: str, values: dict[str, Any]) -> Metric:
+    """`{label_name: {label_value: number}}` as one family (counter when named *_total)."""
+    [(label, series)] = values.items()
+    family = (
+        CounterMetricFamily(name.removesuffix("_total"), doc, labels=[label])
+        if name.endswith("_total")
+        else GaugeMetricFamily(name, doc, labels=[label])
+    )
+    for key, value in sorted(series.items()):
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            or isinstance(value, bool)
+        ):
+            family.add_metric([str(key)], float(value))
+    return family
