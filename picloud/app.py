@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from picloud import executor, kv, ops, triggers
+from picloud import executor, kv, ops, sdnotify, triggers
 from picloud.api import (
     apps,
     backup,
@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = Database(settings.db_path, settings.durability)
-    version = db.open(on_migration=lambda n: log.info("store: applying migration %04d", n))
+    version = db.open(on_migration=sdnotify.migration_started)  # logs; EXTEND_TIMEOUT_USEC
     log.info("store: %s at schema %d (synchronous=%s)", db.path, version, settings.durability)
     app[DB] = db
     app[RUNTIME].store_ready = True

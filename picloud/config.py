@@ -47,6 +47,7 @@ class Settings:
     admin_token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout_s: float = 10.0
+    service_user: str = "picloud"
     # --- store
     durability: Literal["normal", "full"] = "normal"
     # --- HTTP bodies

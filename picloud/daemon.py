@@ -1,4 +1,4 @@
-"""`picloud serve`: the event loop, the listening site, signals and ordered shutdown."""
+"""`picloud serve`: the event loop, the listening site, signals, systemd's watchdog, shutdown."""
 
 from __future__ import annotations
 
@@ -6,20 +6,23 @@ import asyncio
 import contextlib
 import faulthandler
 import logging
-import os
 import signal
 import sys
 
 from aiohttp import web
 
-from picloud import sdnotify
+from picloud import sdnotify  # first: takes NOTIFY_SOCKET & co. out of the environment
 from picloud.app import create_app
 from picloud.config import Settings
-from picloud.state import RUNTIME
+from picloud.executor import EXECUTOR
+from picloud.ops.health import executor_figures
+from picloud.state import DB, RUNTIME
 
 __all__ = ["serve"]
 
 log = logging.getLogger("picloud")
+
+STATUS_EVERY_S = 5.0
 
 
 def serve(settings: Settings) -> int:
@@ -41,22 +44,92 @@ async def _serve(settings: Settings) -> None:
         app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
     )
     await runner.setup()  # runs every cleanup_ctx: zygote, store, pool, ...
+    tasks: list[asyncio.Task[None]] = []
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
+        where = await _start_site(runner, settings)
         app[RUNTIME].listening = True
-        log.info("listening on http://%s:%d/", settings.host, settings.port)
         # READY only now: the socket is up and every component has started.
-        sdnotify.ready(f"serving on {settings.bind}")
+        sdnotify.ready(f"serving on {where}")
+        interval = sdnotify.watchdog_interval()
+        every = min(STATUS_EVERY_S, interval or STATUS_EVERY_S)
+        tasks = [asyncio.create_task(_report_status(app, runner, where, every))]
+        if interval:
+            tasks.append(asyncio.create_task(_watchdog(app, interval)))
         await _wait_for_signal()
     finally:
         app[RUNTIME].stopping = True
         sdnotify.stopping()
+        for task in tasks:
+            task.cancel()
         log.info("shutting down")
         try:
             await asyncio.wait_for(runner.cleanup(), settings.shutdown_timeout_s + 5)
         except TimeoutError:
             log.error("shutdown took longer than %.0fs; exiting", settings.shutdown_timeout_s)
+
+
+async def _start_site(runner: web.AppRunner, settings: Settings) -> str:
+    """Listen on the socket systemd passed in (picloud.socket), else on `bind`."""
+    sock = sdnotify.listen_socket()
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock)
+        where = "{}:{}".format(*sock.getsockname()[:2])
+        log.info("listening on %s (socket from systemd; `bind` is not used)", where)
+    else:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        where = settings.bind
+        log.info("listening on http://%s:%d/", settings.host, settings.port)
+    await site.start()
+    return where
+
+
+async def _watchdog(app: web.Application, interval: float) -> None:
+    """WATCHDOG=1 every `interval` s, but only while the store and the sandbox answer.
+
+    A wedged writer thread or a dead zygote stops the pings, so systemd restarts us.
+    """
+    failing = False
+    while True:
+        healthy = await _healthy(app, interval)
+        if healthy:
+            sdnotify.watchdog()
+        if healthy == failing:  # log changes only, not every interval
+            if healthy:
+                log.info("watchdog: healthy again")
+            else:
+                log.error("watchdog: health check failed; not pinging")
+        failing = not healthy
+        await asyncio.sleep(interval)
+
+
+async def _healthy(app: web.Application, budget: float) -> bool:
+    try:
+        async with asyncio.timeout(max(budget, 0.5)):
+            if not await app[DB].ping():
+                return False
+            check = getattr(app.get(EXECUTOR), "healthy", None)
+            if check is None:
+                return True
+            result = check()
+            return bool(await result if asyncio.iscoroutine(result) else result)
+    except TimeoutError:
+        return False
+
+
+async def _report_status(
+    app: web.Application, runner: web.AppRunner, where: str, every: float
+) -> None:
+    """STATUS= for `systemctl status`: live counts every few seconds."""
+    while True:
+        await asyncio.sleep(every)
+        figures = executor_figures(app.get(EXECUTOR))["invocations"]
+        server = runner.server
+        in_flight = server.requests_count if server is not None else 0
+        sdnotify.status(
+            f"serving on {where}; {in_flight} requests in flight, "
+            f"{figures['running'] or 0} scripts running, {figures['queued'] or 0} queued"
+        )
 
 
 async def _wait_for_signal() -> None:
@@ -73,12 +146,11 @@ async def _wait_for_signal() -> None:
 
 
 def configure_logging(level: str) -> None:
-    """Plain lines to stderr (journald adds its own timestamps under systemd)."""
-    handler = logging.StreamHandler(sys.stderr)
-    under_systemd = "INVOCATION_ID" in os.environ
+    """The journal under systemd (structured, with priorities), else plain lines to stderr."""
+    handler = sdnotify.journal_handler() or logging.StreamHandler(sys.stderr)
     fmt = (
         "%(levelname)s %(name)s: %(message)s"
-        if under_systemd
+        if sdnotify.under_systemd()
         else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     handler.setFormatter(logging.Formatter(fmt))
