@@ -1,14 +1,31 @@
-"""The kv component."""
+"""The KV component: per-app key-value collections for scripts and the admin API.
+
+Imports lazily: `picloud.kv.rules` runs inside sandboxed script processes,
+which must not import the daemon's side (aiohttp, the store) with it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from picloud.kv.api import KvService
+    from picloud.kv.broker import dispatch
+    from picloud.kv.component import KV, kv_ctx
 
-__all__ = ["kv_ctx"]
+__all__ = ["KV", "KvService", "dispatch", "kv_ctx"]
+
+_HOMES = {
+    "KV": "picloud.kv.component",
+    "kv_ctx": "picloud.kv.component",
+    "dispatch": "picloud.kv.broker",
+    "KvService": "picloud.kv.api",
+}
 
 
-async def kv_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start and stop the kv component's background work. TODO(kv)."""
-    yield
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'picloud.kv' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -1,0 +1,98 @@
+"""The daemon's side of the script SDK's `kv` calls: one frame in, one value out.
+
+The executor's broker calls `dispatch` for every `kv.*` frame of a running
+script. The app is the one the daemon bound to the script's channel and is
+never read from the frame; an `app` argument is refused outright. Errors are
+plain `TypeError`/`ValueError`, which the broker forwards to the script by
+type name and message. Values cross as JSON text in both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from picloud.kv.api import AppNotFound, KvService
+from picloud.kv.component import KV
+
+__all__ = ["OPS", "dispatch"]
+
+_Handler = Callable[[KvService, str, int, dict[str, Any]], Awaitable[Any]]
+
+
+def _arg(a: dict[str, Any], name: str, default: Any = None) -> Any:
+    # Missing arguments arrive as None and fail validation with a clear TypeError.
+    return a.get(name, default)
+
+
+async def _get(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+    return await kv.get(app_id, _arg(a, "collection"), _arg(a, "key"))
+
+
+async def _has(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+    return await kv.has(app_id, _arg(a, "collection"), _arg(a, "key"))
+
+
+async def _set(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+    collection, key, value = _arg(a, "collection"), _arg(a, "key"), _arg(a, "value")
+    await kv.set(app_id, collection, key, value, ttl=_arg(a, "ttl"), depth=depth)
+
+
+async def _delete(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+    return await kv.delete(app_id, _arg(a, "collection"), _arg(a, "key"), depth=depth)
+
+
+async def _incr(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+    collection, key, by = _arg(a, "collection"), _arg(a, "key"), _arg(a, "by", 1)
+    return await kv.incr(app_id, collection, key, by, depth=depth)
+
+
+async def _list(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+    page = await kv.list(
+        app_id,
+        _arg(a, "collection"),
+        prefix=_arg(a, "prefix", ""),
+        limit=_arg(a, "limit", 100),
+        cursor=_arg(a, "cursor"),
+    )
+    # Items go as [key, value JSON] pairs; the SDK decodes each value in the script.
+    return {"items": page.items, "cursor": page.cursor}
+
+
+# op -> (handler, the argument names it accepts)
+OPS: dict[str, tuple[_Handler, frozenset[str]]] = {
+    "kv.get": (_get, frozenset({"collection", "key"})),
+    "kv.has": (_has, frozenset({"collection", "key"})),
+    "kv.set": (_set, frozenset({"collection", "key", "value", "ttl"})),
+    "kv.delete": (_delete, frozenset({"collection", "key"})),
+    "kv.incr": (_incr, frozenset({"collection", "key", "by"})),
+    "kv.list": (_list, frozenset({"collection", "prefix", "limit", "cursor"})),
+}
+
+
+async def dispatch(
+    app: web.Application, app_id: str, depth: int, op: str, args: dict[str, Any]
+) -> Any:
+    """Serve one SDK call for the app bound to the channel; TypeError/ValueError on misuse."""
+    entry = OPS.get(op)
+    if entry is None:
+        raise ValueError(f"unknown KV operation {op!r:.40}")
+    if not isinstance(args, dict):
+        raise TypeError(f"{op} arguments must be a dict, not {type(args).__name__}")
+    handler, allowed = entry
+    for name in args:
+        if name not in allowed:
+            if name == "app":
+                raise ValueError("the app is fixed by the daemon; scripts cannot name one")
+            raise TypeError(f"{op}() got an unexpected argument {name!r:.40}")
+    try:
+        return await handler(app[KV], app_id, depth, args)
+    except ValueError as exc:
+        if type(exc) is ValueError:
+            raise
+        # QuotaExceeded, ValueTooLarge, UnicodeError...: the script sees a plain ValueError.
+        raise ValueError(str(exc)) from None
+    except AppNotFound as exc:
+        raise ValueError(str(exc)) from None

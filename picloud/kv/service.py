@@ -1,0 +1,153 @@
+"""The in-process `KvService` on the SQLite store: validation, TTLs, quota, group commit.
+
+Point reads (`get`, `has`) run on the event loop with `Database.read_now`: a
+primary-key lookup costs microseconds, less than a hop to a thread. Writes go
+through `Database.write`, so concurrent writes share one commit. Every method
+validates its arguments again: the script process checked them first, but
+the daemon has the last word.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from picloud.kv import rules
+from picloud.kv.api import AppNotFound, CollectionInfo, Page
+from picloud.store import Database
+from picloud.store import apps as app_store
+from picloud.store import kv as store
+
+__all__ = ["SqliteKv"]
+
+T = TypeVar("T")
+# Rows deleted per purge transaction: short enough not to hold up other writes.
+PURGE_BATCH = 500
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqliteKv:
+    """The KV store of every app, on the daemon's one SQLite database."""
+
+    def __init__(self, db: Database, max_value_bytes: int, quota_bytes: int) -> None:
+        self.db = db
+        self.max_value_bytes = max_value_bytes
+        self.quota_bytes = quota_bytes
+
+    async def get(self, app_id: str, collection: str, key: str) -> str | None:
+        rules.check_collection(collection)
+        rules.check_key(key)
+        now = _now_ms()
+        return self.db.read_now(lambda c: store.get(c, app_id, collection, key, now))
+
+    async def has(self, app_id: str, collection: str, key: str) -> bool:
+        rules.check_collection(collection)
+        rules.check_key(key)
+        now = _now_ms()
+        return self.db.read_now(lambda c: store.has(c, app_id, collection, key, now))
+
+    async def set(
+        self,
+        app_id: str,
+        collection: str,
+        key: str,
+        value_json: str,
+        *,
+        ttl: float | None = None,
+        depth: int = 0,
+    ) -> str:
+        rules.check_collection(collection)
+        size = rules.check_key(key) + rules.check_value_json(value_json, self.max_value_bytes)
+        seconds = rules.check_ttl(ttl)
+        quota = self.quota_bytes
+
+        def write(conn: sqlite3.Connection) -> str:
+            now = _now_ms()
+            expires_at = None if seconds is None else now + round(seconds * 1000)
+            return store.put(
+                conn, app_id, collection, key, value_json, size, expires_at, now, quota, depth
+            )
+
+        return await self._write(app_id, write)
+
+    async def delete(self, app_id: str, collection: str, key: str, *, depth: int = 0) -> bool:
+        rules.check_collection(collection)
+        rules.check_key(key)
+        return await self.db.write(
+            lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth)
+        )
+
+    async def incr(
+        self, app_id: str, collection: str, key: str, by: int = 1, *, depth: int = 0
+    ) -> int:
+        rules.check_collection(collection)
+        key_bytes = rules.check_key(key)
+        rules.check_by(by)
+        quota = self.quota_bytes
+
+        def write(conn: sqlite3.Connection) -> int:
+            now = _now_ms()
+            return store.increment(conn, app_id, collection, key, key_bytes, by, now, quota, depth)
+
+        return await self._write(app_id, write)
+
+    async def list(
+        self,
+        app_id: str,
+        collection: str,
+        *,
+        prefix: str = "",
+        limit: int = rules.DEFAULT_LIST_LIMIT,
+        cursor: str | None = None,
+    ) -> Page:
+        rules.check_collection(collection)
+        rules.check_prefix(prefix)
+        rules.check_limit(limit)
+        last = rules.decode_cursor(cursor, collection, prefix)
+        # The successor of `last` in byte order is `last + "\0"`: resume just after it.
+        start = prefix if last is None or last < prefix else last + "\0"
+        end = rules.prefix_end(prefix)
+        now = _now_ms()
+        items = await self.db.read(
+            lambda c: store.page(c, app_id, collection, start, end, now, limit + 1)
+        )
+        if len(items) <= limit:
+            return Page(items, None)
+        del items[limit:]
+        return Page(items, rules.encode_cursor(collection, prefix, items[-1].key))
+
+    async def collections(
+        self, app_id: str, *, after: str = "", limit: int = rules.DEFAULT_LIST_LIMIT
+    ) -> builtins.list[CollectionInfo]:
+        rules.check_limit(limit)
+        now = _now_ms()
+        return await self.db.read(lambda c: store.collections(c, app_id, after, now, limit))
+
+    async def usage(self, app_id: str) -> int:
+        return self.db.read_now(lambda c: store.usage(c, app_id))
+
+    async def app_exists(self, app_id: str) -> bool:
+        return self.db.read_now(lambda c: app_store.app_exists(c, app_id))
+
+    async def purge_expired(self) -> int:
+        """Delete every expired row, one bounded transaction at a time."""
+        total = 0
+        while self.db.read_now(lambda c: store.purge_due(c, _now_ms())):
+            done = await self.db.write(lambda c: store.purge_expired(c, _now_ms(), PURGE_BATCH))
+            total += done
+            if done < PURGE_BATCH:
+                break
+        return total
+
+    async def _write(self, app_id: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self.db.write(fn)
+        except sqlite3.IntegrityError:
+            # The only constraint a KV write can break is the app's foreign key.
+            raise AppNotFound(f"app {app_id!r} does not exist") from None
