@@ -72,6 +72,8 @@ class Settings:
     # --- KV
     kv_max_value_bytes: int = 1 * MiB
     kv_app_quota_bytes: int = 256 * MiB
+    # --- triggers
+    trigger_concurrency: int = 16
     # --- retention
     invocations_keep: int = 10000
     invocations_keep_days: float = 7.0

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from picloud.executor import EXECUTOR
-from picloud.state import DB
+from picloud.state import DB, SETTINGS
 from picloud.triggers.dispatcher import Dispatcher, Limits
 
 __all__ = ["DISPATCHER", "Dispatcher", "triggers_ctx"]
@@ -25,7 +25,7 @@ async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = app.get(EXECUTOR)
     if executor is None:
         log.warning("triggers: no executor; events wait in the outbox until there is one")
-    dispatcher = Dispatcher(app[DB], executor, Limits())
+    dispatcher = Dispatcher(app[DB], executor, Limits(max(1, app[SETTINGS].trigger_concurrency)))
     app[DISPATCHER] = dispatcher
     app[DB].on_commit(dispatcher.wake)
     task = asyncio.create_task(dispatcher.run(), name="trigger-dispatcher")
