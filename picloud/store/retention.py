@@ -29,7 +29,7 @@ _INVOCATIONS_BEFORE = """
 DELETE FROM invocations WHERE rowid IN (
     SELECT rowid FROM invocations WHERE started_at < ? ORDER BY started_at LIMIT ?)
 """
-# The start time of the Nth newest invocation: everything older goes.
+# The start time of the Nth newest invocation (OFFSET N-1): everything older goes.
 _NTH_NEWEST_STARTED = "SELECT started_at FROM invocations ORDER BY started_at DESC LIMIT 1 OFFSET ?"
 _DELIVERED_EVENTS = """
 DELETE FROM events WHERE id IN (
@@ -92,8 +92,10 @@ def page_stats(conn: sqlite3.Connection) -> PageStats:
 
 
 def invocation_count_cutoff(conn: sqlite3.Connection, keep: int) -> int | None:
-    """The started_at below which invocations exceed `keep` (None: there are not that many)."""
-    row = conn.execute(_NTH_NEWEST_STARTED, (max(keep, 0),)).fetchone()
+    """The started_at of the `keep`-th newest invocation: older ones go (None: fewer exist)."""
+    if keep <= 0:
+        return 2**62  # keep none
+    row = conn.execute(_NTH_NEWEST_STARTED, (keep - 1,)).fetchone()
     return int(row[0]) if row else None
 
 
