@@ -1,36 +1,36 @@
-"""The executor role: the zygote, sandboxed workers, and the broker for SDK calls."""
+"""The executor role: the zygote, sandboxed workers, and the broker for SDK calls.
+
+Kept import-light: the zygote (`python -m picloud.executor.zygote`) imports this
+package and must not pull in aiohttp, so the daemon-side names load lazily.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from picloud.executor.api import Executor, Job, Outcome, ScriptRef, ScriptResponse
+
+if TYPE_CHECKING:
+    from picloud.executor.service import EXECUTOR, SandboxExecutor, executor_ctx, zygote_ctx
 
 __all__ = [
     "EXECUTOR",
     "Executor",
     "Job",
     "Outcome",
+    "SandboxExecutor",
     "ScriptRef",
     "ScriptResponse",
     "executor_ctx",
     "zygote_ctx",
 ]
 
-EXECUTOR = web.AppKey("executor", Executor)
+_LAZY = {"EXECUTOR", "SandboxExecutor", "executor_ctx", "zygote_ctx"}
 
 
-async def zygote_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start the zygote (before the store and any secret are opened). TODO(executor)."""
-    yield
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from picloud.executor import service
 
-
-async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start the worker pool and invocation recorder. TODO(executor)."""
-    from picloud.state import RUNTIME
-
-    app[RUNTIME].pool_ready = True
-    yield
-    app[RUNTIME].pool_ready = False
+        return getattr(service, name)
+    raise AttributeError(f"module 'picloud.executor' has no attribute {name!r}")

@@ -13,9 +13,11 @@ CREATE TABLE invocations (
     duration_ms     REAL NOT NULL,
     cpu_ms          REAL,
     peak_memory_kb  INTEGER,
+    cold_start_ms   REAL,                   -- set when a worker was forked for this run
     log             TEXT NOT NULL DEFAULT '',
     error           TEXT
 ) STRICT;
 CREATE INDEX invocations_script ON invocations(script_id, id);
+CREATE INDEX invocations_app ON invocations(app_id, id);
 CREATE INDEX invocations_status ON invocations(status, id);
 CREATE INDEX invocations_started ON invocations(started_at);

@@ -1,0 +1,168 @@
+"""The worker: a forked child of the zygote that sandboxes itself, then runs jobs of one app.
+
+A worker serves one app for life. It caches each script version it has run
+(the module namespace, after its top-level code ran once: Lambda's "init"),
+and answers one job at a time over its channel.
+"""
+
+from __future__ import annotations
+
+import builtins
+import linecache
+import math
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any, NoReturn
+
+from picloud.executor.sandbox import Sandbox
+from picloud.sdk import _channel, kv
+from picloud.sdk.log import capture, log
+from picloud.sdk.response import BadReturn, Response, to_http
+
+__all__ = ["RESULT_MAX", "child_main"]
+
+RESULT_MAX = 4 * 1024 * 1024  # the largest response body a script may return
+MiB = 1024 * 1024
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "HOME": "/nonexistent"}
+
+
+def child_main(chan_fd: int, spec: dict[str, Any], sandbox: Sandbox) -> NoReturn:
+    """Entered right after fork; never returns."""
+    code = 0
+    try:
+        _detach(chan_fd, sandbox)
+        sandbox.apply(spec.get("uid"), spec["limits"])
+        _serve(socket.socket(fileno=chan_fd), spec)
+    except BaseException:  # the channel's EOF tells the daemon; nothing else can be reported
+        code = 70
+    os._exit(code)
+
+
+def _detach(chan_fd: int, sandbox: Sandbox) -> None:
+    """New session, stdio on /dev/null, every inherited fd closed but the channel."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = sorted({0, 1, 2, chan_fd, *sandbox.keep_fds})
+    low = 0
+    for fd in keep:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+    os.environ.clear()
+    os.environ.update(ENV)
+    time.tzset()
+
+
+def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
+    chan = _channel.Channel(sock)
+    _channel.channel = chan
+    sys.stdout = sys.stderr = capture
+    base_data = int(spec["base_data"])
+    cache: dict[tuple[str, int], dict[str, Any]] = {}
+    while True:
+        try:
+            frame = chan.recv()
+        except _channel.ChannelClosed:
+            return
+        if frame.get("t") != "job":
+            return
+        result = _run(frame, cache, base_data)
+        chan.send(result)
+        if result.get("recycle"):
+            return
+
+
+def _limit(frame: dict[str, Any], base_data: int) -> None:
+    """Per-job limits in a warm worker: memory and the CPU time still allowed."""
+    data = base_data + int(frame["memory_mb"]) * MiB
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    if hard != resource.RLIM_INFINITY:
+        data = min(data, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (data, hard))
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = used.ru_utime + used.ru_stime + frame["timeout_ms"] / 1000 + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(cpu), resource.RLIM_INFINITY))
+
+
+def _load(frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]]) -> Any:
+    """The script's `handle`, running the module's top level once per version per worker."""
+    key = (frame["script"], frame["version"])
+    namespace = cache.get(key)
+    if namespace is None:
+        source = frame.get("source")
+        if not isinstance(source, str):
+            raise RuntimeError("the daemon sent no source for a script this worker has not run")
+        filename = f"<script {key[0]} v{key[1]}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = {
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "kv": kv,
+            "log": log,
+            "Response": Response,
+        }
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running it is the job
+        cache[key] = namespace
+    handle = namespace.get("handle")
+    if not callable(handle):
+        raise TypeError("the script has no handle(ctx) function")
+    return handle
+
+
+def _run(
+    frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]], base_data: int
+) -> dict[str, Any]:
+    capture.reset(int(frame.get("log_cap", 65536)))
+    _limit(frame, base_data)
+    started = time.process_time()
+    result: dict[str, Any] = {"t": "result", "status": "ok", "error": None}
+    try:
+        handle = _load(frame, cache)
+        status, headers, body = to_http(handle(frame["ctx"]))
+        if len(body) > RESULT_MAX:
+            result.update(status="resource_limit", error=f"response exceeds {RESULT_MAX} bytes")
+        else:
+            result["http"] = [status, headers, body]
+    except MemoryError:
+        result.update(status="resource_limit", error="memory limit exceeded", recycle=True)
+    except SystemExit as exc:
+        result.update(status="script_error", error=f"sys.exit({exc.code!r}) called by the script")
+    except BadReturn as exc:
+        result.update(status="script_error", error=str(exc))
+    except _channel.ChannelClosed:
+        raise
+    except BaseException as exc:
+        capture.write(_traceback(exc))
+        result.update(status="script_error", error=_one_line(exc))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_ms"] = (time.process_time() - started) * 1000
+    result["maxrss_kb"] = usage.ru_maxrss
+    result["log"] = capture.getvalue()
+    return result
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".splitlines()
+    return text[0][:500] if text else type(exc).__name__
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback from the script's own frames on (the worker's frames are noise)."""
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<script "):
+        tb = tb.tb_next
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        return f"{type(exc).__name__}\n"

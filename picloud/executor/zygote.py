@@ -1,0 +1,181 @@
+"""The zygote: a clean, single-threaded interpreter that forks sandboxed workers on request.
+
+Run as `python -I -m picloud.executor.zygote CTL_FD CONFIG_JSON` by the daemon
+before it opens the store or reads any secret, so nothing secret is in the heap
+the workers inherit. It never imports aiohttp. Control messages (msgpack over
+a SOCK_SEQPACKET socketpair):
+
+  daemon -> zygote  {"op": "spawn", "req": n, "uid": u, "limits": {...}}
+                    {"op": "kill", "pid": p}
+  zygote -> daemon  {"op": "ready", "layers": {...}, "base_data": bytes}
+                    {"op": "spawned", "req": n, "pid": p}  + the channel fd (SCM_RIGHTS)
+                    {"op": "spawn_failed", "req": n, "error": "..."}
+                    {"op": "exit", "pid": p, "status": waitstatus, "cpu_ms": x, "maxrss_kb": k}
+"""
+
+from __future__ import annotations
+
+import array
+
+# The utility modules scripts rely on, imported once so children inherit them.
+import base64  # noqa: F401
+import ctypes
+import datetime  # noqa: F401
+import gc
+import hashlib  # noqa: F401
+import hmac  # noqa: F401
+import json
+import math  # noqa: F401
+import os
+import random  # noqa: F401
+import re  # noqa: F401
+import secrets  # noqa: F401
+import selectors
+import signal
+import socket
+import sys
+import time  # noqa: F401
+import traceback  # noqa: F401
+import uuid  # noqa: F401
+from typing import Any
+
+import msgspec
+
+import picloud.sdk  # noqa: F401
+from picloud.executor import worker
+from picloud.executor.sandbox import Sandbox
+
+__all__ = ["main"]
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder()
+
+
+def _vm_data() -> int:
+    """This process's data segment (what RLIMIT_DATA counts), in bytes."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    return 64 * 1024 * 1024
+
+
+class Zygote:
+    def __init__(self, ctl: socket.socket, sandbox: Sandbox, base_data: int) -> None:
+        self.ctl = ctl
+        self.sandbox = sandbox
+        self.base_data = base_data
+        self.children: set[int] = set()
+
+    def send(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = _enc.encode(msg)
+        if fds:
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+            self.ctl.sendmsg([data], anc)
+        else:
+            self.ctl.send(data)
+
+    def spawn(self, msg: dict[str, Any]) -> None:
+        req = msg.get("req")
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:
+            self.send({"op": "spawn_failed", "req": req, "error": str(exc)})
+            return
+        spec = {"uid": msg.get("uid"), "limits": msg["limits"], "base_data": self.base_data}
+        pid = os.fork()
+        if pid == 0:
+            worker.child_main(theirs.detach(), spec, self.sandbox)
+        theirs.close()
+        self.children.add(pid)
+        try:
+            self.send({"op": "spawned", "req": req, "pid": pid}, [ours.fileno()])
+        finally:
+            ours.close()
+
+    def kill(self, pid: int) -> None:
+        if pid not in self.children:
+            return  # already reaped: the pid may belong to someone else now
+        for target in (-pid, pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            cpu = (usage.ru_utime + usage.ru_stime) * 1000
+            exit_msg = {"op": "exit", "pid": pid, "status": status}
+            self.send({**exit_msg, "cpu_ms": cpu, "maxrss_kb": usage.ru_maxrss})
+
+    def shutdown(self) -> None:
+        for pid in list(self.children):
+            self.kill(pid)
+        for pid in list(self.children):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def serve(self) -> None:
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wfd)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        sel = selectors.DefaultSelector()
+        sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+        sel.register(rfd, selectors.EVENT_READ, "sig")
+        while True:
+            for key, _ in sel.select():
+                if key.data == "sig":
+                    while True:
+                        try:
+                            if not os.read(rfd, 512):
+                                break
+                        except BlockingIOError:
+                            break
+                    self.reap()
+                elif not self._handle():
+                    self.shutdown()
+                    return
+
+    def _handle(self) -> bool:
+        data = self.ctl.recv(65536)
+        if not data:
+            return False
+        msg = _dec.decode(data)
+        if msg.get("op") == "spawn":
+            self.spawn(msg)
+        elif msg.get("op") == "kill":
+            self.kill(int(msg["pid"]))
+        return True
+
+
+def main(argv: list[str]) -> int:
+    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the daemon
+    ctl = socket.socket(fileno=int(argv[1]))
+    config = json.loads(argv[2])
+    sandbox = Sandbox(config["sandbox"], config["state_dir"])
+    sandbox.prepare()
+    base_data = _vm_data()
+    gc.collect()
+    gc.freeze()  # children then touch far fewer copy-on-write pages
+    zygote = Zygote(ctl, sandbox, base_data)
+    zygote.send({"op": "ready", "layers": sandbox.layers, "base_data": base_data})
+    try:
+        zygote.serve()
+    except (OSError, msgspec.DecodeError, KeyError, ValueError) as exc:
+        print(f"picloud zygote: {exc!r}", file=sys.stderr)
+        zygote.shutdown()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,3 @@
+"""The orchestrator (data plane): the execute path's pure mappings and admission control."""
+
+__all__: list[str] = []

@@ -1,0 +1,91 @@
+"""The script side of the channel: length-prefixed msgpack frames over one blocking socket."""
+
+from __future__ import annotations
+
+import builtins
+import socket
+import struct
+from typing import Any
+
+import msgspec
+
+__all__ = ["HEADER", "ChannelClosed", "Channel", "call", "channel"]
+
+HEADER = struct.Struct(">I")
+# Frames the daemon sends a worker (a job: ctx + source) stay well under this.
+MAX_INBOUND = 8 * 1024 * 1024
+# Exception types a reply may name; anything else becomes RuntimeError in the script.
+_RAISABLE = frozenset(
+    {
+        "ValueError",
+        "TypeError",
+        "KeyError",
+        "LookupError",
+        "RuntimeError",
+        "PermissionError",
+        "OverflowError",
+        "TimeoutError",
+    }
+)
+
+
+class ChannelClosed(Exception):
+    """The daemon closed the channel (or sent something that is not a frame)."""
+
+
+class Channel:
+    """One blocking socket to the daemon; owned by the worker process."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._enc = msgspec.msgpack.Encoder()
+        self._dec = msgspec.msgpack.Decoder()
+        self._next_id = 0
+
+    def send(self, frame: dict[str, Any]) -> None:
+        payload = self._enc.encode(frame)
+        self.sock.sendall(HEADER.pack(len(payload)) + payload)
+
+    def recv(self) -> dict[str, Any]:
+        head = self._read(HEADER.size)
+        (size,) = HEADER.unpack(head)
+        if size > MAX_INBOUND:
+            raise ChannelClosed(f"frame of {size} bytes")
+        frame = self._dec.decode(self._read(size))
+        if not isinstance(frame, dict):
+            raise ChannelClosed("frame is not a map")
+        return frame
+
+    def _read(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ChannelClosed("end of channel")
+            buf += chunk
+        return bytes(buf)
+
+    def call(self, op: str, args: dict[str, Any]) -> Any:
+        """One SDK operation, answered by the daemon's broker; raises what the broker says."""
+        self._next_id += 1
+        call_id = self._next_id
+        self.send({"t": "call", "id": call_id, "op": op, "args": args})
+        reply = self.recv()
+        if reply.get("t") != "reply" or reply.get("id") != call_id:
+            raise ChannelClosed("unexpected frame while waiting for a reply")
+        if "err" in reply:
+            err = reply["err"] if isinstance(reply["err"], dict) else {}
+            name = str(err.get("type", "RuntimeError"))
+            exc_type = getattr(builtins, name) if name in _RAISABLE else RuntimeError
+            raise exc_type(str(err.get("message", "SDK call failed")))
+        return reply.get("ok")
+
+
+channel: Channel | None = None  # set by the worker once it is sandboxed
+
+
+def call(op: str, args: dict[str, Any]) -> Any:
+    """Run an SDK operation in the daemon (only inside a PiCloud worker)."""
+    if channel is None:
+        raise RuntimeError("the PiCloud SDK is only available inside a running script")
+    return channel.call(op, args)
