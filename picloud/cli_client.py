@@ -125,7 +125,7 @@ def _http_error(exc: urllib.error.HTTPError) -> ApiError:
         code, message = "", f"HTTP {exc.code} {exc.reason}"
     if exc.code == 401:
         message = "the admin token was refused (set PICLOUD_TOKEN; `picloud token` shows it)"
-    return ApiError(f"{code or exc.code}: {message}", exc.code, code)
+    return ApiError(f"{exc.code} {code or 'error'}: {message}", exc.code, code)
 
 
 def _run(command: Any) -> Any:
@@ -185,8 +185,9 @@ def _update(client: Client, args: argparse.Namespace, source: str, limits: dict[
 
 def _located(exc: ApiError, file: Path) -> ApiError:
     """A compile error names the file, as a compiler would: `hello.py: line 3: ...`."""
-    if exc.code == "bad_request" and str(exc).startswith("bad_request: line "):
-        return ApiError(f"{file}: {str(exc).removeprefix('bad_request: ')}", exc.status, exc.code)
+    text = str(exc).removeprefix("400 bad_request: ")
+    if exc.code == "bad_request" and text.startswith("line "):
+        return ApiError(f"{file}: {text}", exc.status, exc.code)
     return exc
 
 
