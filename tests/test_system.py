@@ -138,10 +138,28 @@ def test_executor_figures_duck_typed() -> None:
     figures = health.executor_figures(Pool())
     assert figures == {
         "invocations": {"running": 2, "queued": 3},
+        "pool": None,
         "sandbox": {"seccomp": True, "landlock": False},
     }
+
+    class WithStats:
+        layers = {"seccomp": False}
+
+        def stats(self) -> dict[str, int]:
+            return {"workers": 4, "idle_workers": 1, "running": 3, "queued": 5, "refused": 7}
+
+    figures = health.executor_figures(WithStats())
+    assert figures["invocations"] == {"running": 3, "queued": 5}
+    assert figures["pool"] == {
+        "workers": 4,
+        "idle_workers": 1,
+        "refused": 7,
+        "zygote_restarts": None,
+    }
+    assert figures["sandbox"] == {"seccomp": False}
     assert health.executor_figures(None) == {
         "invocations": {"running": None, "queued": None},
+        "pool": None,
         "sandbox": None,
     }
 

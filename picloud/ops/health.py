@@ -196,12 +196,29 @@ def _processes() -> dict[str, Any]:
 
 
 def executor_figures(executor: object | None) -> dict[str, Any]:
-    """Running and queued invocations and the sandbox layers, from whatever the executor exposes."""
+    """Running and queued invocations, the worker pool and the sandbox layers in force.
+
+    Read from the executor's `stats()` dict where it has one (SandboxExecutor does),
+    else from attributes of the same names; whatever it lacks is None.
+    """
+    stats = _attr(executor, "stats")
+    stats = stats if isinstance(stats, dict) else {}
+
+    def figure(*names: str) -> int | None:
+        for name in names:
+            if isinstance(stats.get(name), int | float):
+                return int(stats[name])
+        return _number(executor, *names)
+
+    pool = {
+        name: figure(name) for name in ("workers", "idle_workers", "refused", "zygote_restarts")
+    }
     return {
         "invocations": {
-            "running": _number(executor, "running", "active"),
-            "queued": _number(executor, "queued", "queue_depth", "waiting"),
+            "running": figure("running", "active"),
+            "queued": figure("queued", "queue_depth", "waiting"),
         },
+        "pool": pool if any(v is not None for v in pool.values()) else None,
         "sandbox": _layers(executor),
     }
 

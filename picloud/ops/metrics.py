@@ -230,6 +230,16 @@ def _runtime(s: dict[str, Any], extra: dict[str, Any]) -> Iterator[Metric]:
     yield _gauge(
         "picloud_queue_depth", "Invocations waiting for a worker.", s["invocations"]["queued"]
     )
+    pool = s.get("pool") or {}
+    yield _gauge("picloud_workers", "Sandboxed workers in the pool.", pool.get("workers"))
+    yield _gauge("picloud_idle_workers", "Idle workers ready for a job.", pool.get("idle_workers"))
+    yield _counter(
+        "picloud_admission_refused",
+        "Invocations refused by admission control.",
+        pool.get("refused"),
+    )
+    yield _counter("picloud_zygote_restarts", "Zygote restarts.", pool.get("zygote_restarts"))
+    yield _sandbox(s.get("sandbox"))
     for name, (doc, value) in extra.items():
         if isinstance(value, dict):
             yield _labelled(name, doc, value)
@@ -237,6 +247,18 @@ def _runtime(s: dict[str, Any], extra: dict[str, Any]) -> Iterator[Metric]:
             yield _counter(name.removesuffix("_total"), doc, value)
         else:
             yield _gauge(name, doc, value)
+
+
+def _sandbox(layers: Any) -> Metric:
+    """Each boolean sandbox layer as 1 (on) or 0 (off)."""
+    metric = GaugeMetricFamily(
+        "picloud_sandbox_layer", "Sandbox layers in force (1 = on).", labels=["layer"]
+    )
+    if isinstance(layers, dict):
+        for name, on in sorted(layers.items()):
+            if isinstance(on, bool):
+                metric.add_metric([str(name)], float(on))
+    return metric
 
 
 def _labelled(name: str, doc: str, values: dict[str, Any]) -> Metric:
