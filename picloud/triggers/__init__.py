@@ -25,7 +25,19 @@ async def triggers_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = app.get(EXECUTOR)
     if executor is None:
         log.warning("triggers: no executor; events wait in the outbox until there is one")
-    dispatcher = Dispatcher(app[DB], executor, Limits(max(1, app[SETTINGS].trigger_concurrency)))
+    admission = getattr(executor, "admission", None)  # the in-process executor's bounds
+    limits = Limits.derive(
+        app[SETTINGS].trigger_concurrency,
+        getattr(admission, "max_total", None),
+        getattr(admission, "max_per_app", None),
+    )
+    log.info(
+        "triggers: up to %d runs at once, %d per app, %d per trigger",
+        limits.total,
+        limits.per_app,
+        limits.per_trigger,
+    )
+    dispatcher = Dispatcher(app[DB], executor, limits)
     app[DISPATCHER] = dispatcher
     app[DB].on_commit(dispatcher.wake)
     task = asyncio.create_task(dispatcher.run(), name="trigger-dispatcher")

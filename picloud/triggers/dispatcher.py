@@ -44,15 +44,21 @@ class Limits:
     """Concurrent handler runs: overall, per app, per trigger."""
 
     total: int = 16
+    per_app: int = 8
+    per_trigger: int = 4
 
-    @property
-    def per_app(self) -> int:
-        return max(1, self.total // 2)
-
-    @property
-    def per_trigger(self) -> int:
-        # Below the per-app bound, so one slow trigger always leaves room for its siblings.
-        return max(1, self.total // 4)
+    @classmethod
+    def derive(cls, concurrency: int, workers: int | None, workers_per_app: int | None) -> Limits:
+        """Bounds below the executor's, so triggers leave a worker for HTTP calls and a
+        slow trigger leaves room for its siblings (app and trigger bounds nest)."""
+        total = max(1, concurrency)
+        if workers is not None:
+            total = max(1, min(total, workers - 1))
+        per_app = max(1, total // 2)
+        if workers_per_app is not None:
+            per_app = max(1, min(per_app, workers_per_app - 1))
+        per_trigger = max(1, per_app - 1) if per_app > 1 else 1
+        return cls(total, per_app, per_trigger)
 
 
 class Dispatcher:
