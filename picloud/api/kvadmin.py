@@ -71,6 +71,16 @@ def _mapped(exc: Exception) -> Exception:
     return BadRequest(str(exc))
 
 
+def _after(cursor: str | None) -> str:
+    """The collection a collections cursor names (any other cursor is a 400)."""
+    if not cursor:
+        return ""
+    name = decode_cursor(cursor)
+    if name is None or not rules.COLLECTION_RE.fullmatch(name):
+        raise BadRequest("cursor is not valid")
+    return name
+
+
 @routes.get(_BASE)
 @doc(
     "The app's KV collections with their live key counts, and its bytes against the quota",
@@ -80,7 +90,7 @@ def _mapped(exc: Exception) -> Exception:
 async def list_collections(request: web.Request) -> web.Response:
     kv, app_id = await _service(request)
     limit = parse_limit(request)
-    after = decode_cursor(request.query.get("cursor")) or ""
+    after = _after(request.query.get("cursor"))
     found = await kv.collections(app_id, after=after, limit=limit + 1)
     more = len(found) > limit
     items = [{"collection": c.name, "count": c.count} for c in found[:limit]]

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "COLLECTION_RE",
     "DEFAULT_LIST_LIMIT",
     "INT64_MAX",
     "INT64_MIN",
@@ -43,7 +44,7 @@ DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 MAX_TTL_S = 10 * 365 * 24 * 3600  # ten years: far beyond any cache, still a safe int of ms
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_COLLECTION_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+COLLECTION_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_CODE_POINT = 0x10FFFF
 
 
@@ -58,7 +59,7 @@ class QuotaExceeded(ValueError):
 def check_collection(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"collection name must be a str, not {type(name).__name__}")
-    if not _COLLECTION_RE.fullmatch(name):
+    if not COLLECTION_RE.fullmatch(name):
         raise ValueError(f"collection name must match [A-Za-z0-9_.-]{{1,64}}, got {name!r:.80}")
     return name
 
