@@ -80,6 +80,25 @@ def make_backup(settings: Settings, out: Path, stats: BackupStats | None = None)
     return manifest
 
 
+def _backup_and_rotate(settings: Settings, out: Path, stats: BackupStats) -> list[Path]:
+    """One scheduled step; the stats count it only once the rotation is done too."""
+    assert settings.backup_dir is not None
+    own = BackupStats()
+    try:
+        make_backup(settings, out, own)
+        removed = rotate(settings.backup_dir, settings.backup_keep)
+    finally:
+        stats.successes += own.successes
+        stats.failures += own.failures
+        stats.last_error = own.last_error
+        if own.successes:
+            stats.last_success_at = own.last_success_at
+            stats.last_size_bytes = own.last_size_bytes
+            stats.last_duration_s = own.last_duration_s
+            stats.last_path = own.last_path
+    return removed
+
+
 def scheduled_backups(backup_dir: Path) -> list[Path]:
     """Archives made by the schedule, oldest first (the names sort by time)."""
     if not backup_dir.is_dir():
@@ -116,8 +135,7 @@ async def run_scheduled(settings: Settings, stats: BackupStats, lock: asyncio.Lo
         out = backup_dir / archive_name()
         try:
             async with lock:
-                await asyncio.to_thread(make_backup, settings, out, stats)
-            removed = await asyncio.to_thread(rotate, backup_dir, settings.backup_keep)
+                removed = await asyncio.to_thread(_backup_and_rotate, settings, out, stats)
         except (archive.ArchiveError, OSError) as exc:
             log.error("backup: scheduled backup to %s failed: %s", backup_dir, exc)
             await asyncio.sleep(min(_RETRY_S, interval))
