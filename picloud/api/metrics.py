@@ -40,7 +40,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     # A registry per scrape: the collector holds this scrape's figures, so two concurrent
     # scrapes never see each other's.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ScrapeCollector(snap, figures, db, _extra(ops)))
+    registry.register(ScrapeCollector(snap, figures, db, _extra(ops), _triggers(app)))
     registry.register(_Forward(ops.telemetry.registry))
     return await make_aiohttp_handler(registry)(request)
 
@@ -53,6 +53,12 @@ class _Forward:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._registry.collect()
+
+
+def _triggers(app: web.Application) -> dict[str, Any] | None:
+    from picloud.triggers import DISPATCHER
+
+    return app[DISPATCHER].stats.snapshot() if DISPATCHER in app else None
 
 
 def _extra(ops: Ops) -> dict[str, tuple[str, Any]]:

@@ -1,10 +1,10 @@
 """Prometheus metrics: counters fed from the store, and gauges read at scrape time.
 
-Invocation and dead-letter counters are fed by tailing the `invocations` and
-`dead_letters` tables by rowid at scrape time, so no hot path carries a metrics
-call and whatever records an invocation (HTTP, trigger, dead-letter run) counts.
-Everything else (board, store, executor, retention, backups) is read when
-Prometheus scrapes, by `ScrapeCollector`.
+Invocation counters and latency histograms are fed by tailing the `invocations`
+table by rowid at scrape time, so no hot path carries a metrics call and
+whatever records an invocation (HTTP, trigger, dead-letter run) counts.
+Everything else (board, store, executor, trigger dispatcher, retention,
+backups) is read when Prometheus scrapes, by `ScrapeCollector`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,18 @@ __all__ = ["LATENCY_BUCKETS_S", "ScrapeCollector", "Telemetry"]
 # Script latency on a Pi: from a warm 2 ms run to the 60 s cap.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _TAIL_BATCH = 5000
-_TRIGGERED = ("kv", "cron", "dead_letter")
+# DispatcherStats fields exported as counters (name, help); the rest are gauges below.
+_TRIGGER_COUNTERS = {
+    "delivered": ("picloud_trigger_deliveries", "Triggered runs that ended ok."),
+    "failed_attempts": ("picloud_trigger_failed_attempts", "Triggered runs that failed."),
+    "retried": ("picloud_trigger_retries", "Failed attempts scheduled for another try."),
+    "dead_lettered": ("picloud_trigger_dead_letters", "Events moved to the dead letters."),
+    "loops_cut": ("picloud_trigger_loops_cut", "Events dead-lettered with trigger_loop."),
+    "refused": ("picloud_trigger_refused", "Triggered runs refused by admission control."),
+    "dead_letter_runs": ("picloud_dead_letter_runs", "Dead-letter script runs."),
+    "cron_fired": ("picloud_cron_fired", "Cron runs started."),
+    "cron_skipped": ("picloud_cron_skipped", "Cron runs skipped: the previous was running."),
+}
 
 
 class Telemetry:
@@ -48,62 +59,30 @@ class Telemetry:
             buckets=LATENCY_BUCKETS_S,
             registry=reg,
         )
-        self.deliveries = Counter(
-            "picloud_trigger_deliveries",
-            "Triggered runs (kv, cron, dead_letter), by kind and status.",
-            ["kind", "status"],
-            registry=reg,
-        )
-        self.failed_attempts = Counter(
-            "picloud_trigger_failed_attempts",
-            "Triggered runs that failed and so were retried or dead-lettered, by kind.",
-            ["kind"],
-            registry=reg,
-        )
-        self.dead_letters = Counter(
-            "picloud_dead_letters_created",
-            "Events that became dead letters, by app.",
-            ["app"],
-            registry=reg,
-        )
         ProcessCollector(namespace="picloud", registry=reg)
-        self._rowids = (0, 0)
+        self._rowid = 0
         self._lock: asyncio.Lock | None = None
 
     async def start(self, db: Database) -> None:
         """Count from now on: counters start at zero with the daemon, as Prometheus expects."""
         self._lock = asyncio.Lock()
-        self._rowids = await db.read(sql.max_rowids)
+        self._rowid = await db.read(sql.max_invocation_rowid)
 
     async def catch_up(self, db: Database) -> None:
-        """Count the invocations and dead letters recorded since the last scrape."""
+        """Count the invocations recorded since the last scrape."""
         assert self._lock is not None, "start() first"
         async with self._lock:
-            inv, dl = self._rowids
             while True:
                 rows = await db.read(
-                    functools.partial(sql.invocations_after, rowid=inv, limit=_TAIL_BATCH)
+                    functools.partial(sql.invocations_after, rowid=self._rowid, limit=_TAIL_BATCH)
                 )
                 for row in rows:
-                    self._count(row)
-                inv = rows[-1].rowid if rows else inv
+                    self.invocations.labels(row.script_id, row.status, row.trigger).inc()
+                    self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
+                if rows:
+                    self._rowid = rows[-1].rowid
                 if len(rows) < _TAIL_BATCH:
-                    break
-            letters = await db.read(
-                functools.partial(sql.dead_letters_after, rowid=dl, limit=_TAIL_BATCH)
-            )
-            for rowid, app in letters:
-                self.dead_letters.labels(app).inc()
-                dl = rowid
-            self._rowids = (inv, dl)
-
-    def _count(self, row: sql.InvocationRow) -> None:
-        self.invocations.labels(row.script_id, row.status, row.trigger).inc()
-        self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
-        if row.trigger in _TRIGGERED:
-            self.deliveries.labels(row.trigger, row.status).inc()
-            if row.status != "ok":
-                self.failed_attempts.labels(row.trigger).inc()
+                    return
 
 
 class ScrapeCollector:
@@ -115,16 +94,20 @@ class ScrapeCollector:
         figures: sql.StoreFigures,
         db: Database,
         extra: dict[str, Any],
+        triggers: dict[str, Any] | None = None,
     ) -> None:
         self._snap = snapshot
         self._figures = figures
         self._db = db
         self._extra = extra
+        self._triggers = triggers
 
     def collect(self) -> Iterator[Metric]:
         yield from _board(self._snap)
         yield from _store(self._figures, self._db, self._snap)
         yield from _runtime(self._snap, self._extra)
+        if self._triggers is not None:
+            yield from _dispatcher(self._triggers)
 
 
 def _gauge(
@@ -247,6 +230,25 @@ def _runtime(s: dict[str, Any], extra: dict[str, Any]) -> Iterator[Metric]:
             yield _counter(name.removesuffix("_total"), doc, value)
         else:
             yield _gauge(name, doc, value)
+
+
+def _dispatcher(stats: dict[str, Any]) -> Iterator[Metric]:
+    """The trigger dispatcher's own counters (DispatcherStats.snapshot())."""
+    for field, (name, doc) in _TRIGGER_COUNTERS.items():
+        yield _counter(name, doc, stats.get(field))
+    yield _gauge(
+        "picloud_trigger_runs_in_flight", "Handler runs going now.", stats.get("in_flight")
+    )
+    yield _gauge("picloud_trigger_events_loaded", "Events held for delivery.", stats.get("loaded"))
+    latency = GaugeMetricFamily(
+        "picloud_trigger_start_latency_seconds",
+        "Event written to handler started, over the recent first attempts.",
+        labels=["quantile"],
+    )
+    for quantile, field in (("0.5", "latency_p50_ms"), ("0.99", "latency_p99_ms")):
+        if isinstance(stats.get(field), int | float):
+            latency.add_metric([quantile], stats[field] / 1000)
+    yield latency
 
 
 def _sandbox(layers: Any) -> Metric:

@@ -13,9 +13,8 @@ __all__ = [
     "InvocationRow",
     "PageStats",
     "StoreFigures",
-    "dead_letters_after",
     "invocations_after",
-    "max_rowids",
+    "max_invocation_rowid",
     "store_figures",
     "incremental_vacuum",
     "page_stats",
@@ -47,10 +46,9 @@ LIMIT ?
 """
 _DELETE_VERSION = "DELETE FROM script_versions WHERE script_id = ? AND version = ?"
 
-# The metrics tail: rows are read by rowid, which only grows while the newest row is kept
+# The metrics tail: invocations are read by rowid, which only grows while the newest row is kept
 # (retention removes the oldest), so each row is counted once.
 _MAX_INVOCATION_ROWID = "SELECT coalesce(max(rowid), 0) FROM invocations"
-_MAX_DEAD_LETTER_ROWID = "SELECT coalesce(max(rowid), 0) FROM dead_letters"
 _INVOCATIONS_AFTER = """
 SELECT rowid, script_id, status, trigger, duration_ms FROM invocations
 WHERE rowid > ? ORDER BY rowid LIMIT ?
@@ -146,11 +144,9 @@ class StoreFigures:
     scripts: int
 
 
-def max_rowids(conn: sqlite3.Connection) -> tuple[int, int]:
-    """The newest rowid of invocations and of dead_letters (where the tail starts)."""
-    inv = int(conn.execute(_MAX_INVOCATION_ROWID).fetchone()[0])
-    dl = int(conn.execute(_MAX_DEAD_LETTER_ROWID).fetchone()[0])
-    return inv, dl
+def max_invocation_rowid(conn: sqlite3.Connection) -> int:
+    """The newest invocation's rowid: where the metrics tail starts."""
+    return int(conn.execute(_MAX_INVOCATION_ROWID).fetchone()[0])
 
 
 def invocations_after(
@@ -158,12 +154,6 @@ def invocations_after(
 ) -> list[InvocationRow]:
     rows = conn.execute(_INVOCATIONS_AFTER, (rowid, limit)).fetchall()
     return [InvocationRow(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
-
-
-def dead_letters_after(
-    conn: sqlite3.Connection, rowid: int, limit: int = 5000
-) -> list[tuple[int, str]]:
-    return [(int(r[0]), r[1]) for r in conn.execute(_DEAD_LETTERS_AFTER, (rowid, limit))]
 
 
 def store_figures(conn: sqlite3.Connection) -> StoreFigures:

@@ -1,0 +1,157 @@
+"""GET /metrics: Prometheus text, picloud_* names with units, auth, and live counters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from picloud.app import create_app
+from picloud.config import Settings
+from picloud.state import RUNTIME
+from tests.conftest import ADMIN_TOKEN, Daemon
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> tuple[dict[str, str], Samples]:
+    """(family name -> type, (sample name, sorted labels) -> value); fails on bad syntax."""
+    types: dict[str, str] = {}
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return types, samples
+
+
+async def scrape(d: Daemon) -> tuple[dict[str, str], Samples]:
+    resp = await d.client.get("/metrics", headers=d.headers)
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "text/plain"
+    return parse(await resp.text())
+
+
+async def test_metrics_need_the_admin_token(daemon: Daemon) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        resp = await daemon.client.get("/metrics", headers=headers)
+        assert resp.status == 401
+        assert (await resp.json())["error"]["code"] == "unauthorized"
+
+
+@contextlib.asynccontextmanager
+async def public_daemon(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    settings = Settings(
+        bind="127.0.0.1:0", state_dir=tmp_path / "s", admin_token=ADMIN_TOKEN, metrics_public=True
+    )
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    client.server.app[RUNTIME].listening = True
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_metrics_public_opens_them_to_the_lan(tmp_path: Path) -> None:
+    async with public_daemon(tmp_path) as client:
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert "picloud_uptime_seconds" in await resp.text()
+        # Opening /metrics opens nothing else.
+        assert (await client.get("/api/v1/admin/system")).status == 401
+
+
+async def test_names_types_and_units(daemon: Daemon) -> None:
+    await daemon.make_app("home")  # one committed write
+    types, samples = await scrape(daemon)
+    names = set(types)
+    assert names, "no metrics"
+    assert all(n.startswith("picloud_") for n in names), sorted(names)
+    resp = await daemon.client.get("/metrics", headers=daemon.headers)
+    for family in text_string_to_metric_families(await resp.text()):
+        if family.type == "counter":  # exposed as *_total (and *_created)
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family
+        if family.type == "histogram":
+            assert family.name.endswith("_seconds"), family.name
+    for needed in (
+        "picloud_cpu_usage_ratio",
+        "picloud_load_average",
+        "picloud_memory_available_bytes",
+        "picloud_swap_used_bytes",
+        "picloud_temperature_celsius",
+        "picloud_throttled",
+        "picloud_disk_free_bytes",
+        "picloud_disk_written_bytes",
+        "picloud_db_size_bytes",
+        "picloud_db_wal_bytes",
+        "picloud_uptime_seconds",
+        "picloud_daemon_memory_bytes",
+        "picloud_workers_memory_bytes",
+        "picloud_queue_depth",
+        "picloud_invocations_running",
+        "picloud_workers",
+        "picloud_invocations",
+        "picloud_invocation_duration_seconds",
+        "picloud_trigger_deliveries",
+        "picloud_trigger_retries",
+        "picloud_trigger_dead_letters",
+        "picloud_trigger_events",
+        "picloud_dead_letters",
+        "picloud_kv_stored_bytes",
+        "picloud_store_commits",
+        "picloud_retention_pruned_rows",
+        "picloud_backups",
+    ):
+        assert needed in names, needed
+    assert types["picloud_invocation_duration_seconds"] == "histogram"
+    assert types["picloud_store_commits"] == "counter"
+    assert samples[("picloud_memory_available_bytes", ())] > 0
+    assert samples[("picloud_store_commits_total", ())] >= 1
+
+
+async def test_invocations_counted_by_script_and_status(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    await daemon.deploy("hello", "def handle(ctx):\n    return {'ok': True}\n")
+    await daemon.deploy("broken", "def handle(ctx):\n    raise ValueError('no')\n")
+    await scrape(daemon)  # counting starts from here on
+    for _ in range(3):
+        assert (await daemon.client.post("/api/v1/execute/hello")).status == 200
+    assert (await daemon.client.post("/api/v1/execute/broken")).status == 500
+    ok = ("picloud_invocations_total", (("script", "hello"), ("status", "ok"), ("trigger", "http")))
+    err = (
+        "picloud_invocations_total",
+        (("script", "broken"), ("status", "script_error"), ("trigger", "http")),
+    )
+    # Invocation records are written in batches: wait (bounded) for them to land.
+    for _ in range(50):
+        _, samples = await scrape(daemon)
+        if samples.get(ok) == 3 and samples.get(err) == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert samples.get(ok) == 3
+    assert samples.get(err) == 1
+    count = ("picloud_invocation_duration_seconds_count", (("script", "hello"),))
+    assert samples[count] == 3
+    inf = ("picloud_invocation_duration_seconds_bucket", (("le", "+Inf"), ("script", "hello")))
+    assert samples[inf] == 3
+    # Counted once: a second scrape does not count the same records again.
+    _, again = await scrape(daemon)
+    assert again.get(ok) == 3
+
+
+async def test_store_figures_follow_the_data(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    for k in range(5):
+        await daemon.call(
+            "PUT", f"/api/v1/admin/apps/home/kv/c/k{k}", json={"value": "x" * 100}, expect=200
+        )
+    _, samples = await scrape(daemon)
+    assert samples[("picloud_kv_stored_bytes", (("app", "home"),))] >= 500
+    assert samples[("picloud_apps", ())] == 1
+    assert samples[("picloud_dead_letters", ())] == 0
