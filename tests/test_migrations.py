@@ -63,14 +63,15 @@ def test_every_older_version_upgrades_to_the_same_schema(
     assert _user_version(conn) == migrate.latest_version()
 
 
-@pytest.mark.xfail(
-    reason="connect() sets journal_mode=WAL first, which writes the header, so the "
-    "auto_vacuum pragma of upgrade() is ignored without a VACUUM (reported to the lead)",
-)
 def test_a_new_file_gets_incremental_auto_vacuum(tmp_path: Path) -> None:
+    """Only set before the file's header is written (so before WAL) does it take effect."""
     conn = connect(tmp_path / "vacuum.db")
     migrate.upgrade(conn)
     assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # 2 = INCREMENTAL
+    conn.close()
+    conn = connect(tmp_path / "vacuum.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
 
 
 def test_second_run_changes_nothing(tmp_path: Path) -> None:
