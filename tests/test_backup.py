@@ -305,6 +305,7 @@ def test_restore_over_an_existing_state_dir_needs_force(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "picloud.db").write_bytes(b"old")
+    (state / "admin.token").write_text("pc_admin_this-machine\n")
     refused = cli("restore", str(file), state=state)
     assert refused.returncode == 1
     assert "--force" in refused.stderr
@@ -314,6 +315,8 @@ def test_restore_over_an_existing_state_dir_needs_force(tmp_path: Path) -> None:
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("state.old-")]
     assert (aside / "picloud.db").read_bytes() == b"old"
     assert (state / "picloud.db").read_bytes()[:15] == b"SQLite format 3"
+    # The machine's own admin token stays (the archive never has one).
+    assert (state / "admin.token").read_text() == "pc_admin_this-machine\n"
 
 
 def test_restore_refuses_while_a_daemon_holds_the_state_dir(tmp_path: Path) -> None:

@@ -155,3 +155,16 @@ async def test_store_figures_follow_the_data(daemon: Daemon) -> None:
     assert samples[("picloud_kv_stored_bytes", (("app", "home"),))] >= 500
     assert samples[("picloud_apps", ())] == 1
     assert samples[("picloud_dead_letters", ())] == 0
+
+
+def test_kv_stats_count_ops_and_value_bytes() -> None:
+    from picloud.ops.kvstats import KvStats
+
+    stats = KvStats()
+    stats.record("kv.set", {"collection": "c", "key": "k", "value": '{"n":1}'}, None)
+    stats.record("kv.get", {"collection": "c", "key": "k"}, '{"n":1}')
+    stats.record("kv.get", {"collection": "c", "key": "nope"}, None)
+    stats.record("kv.list", {"collection": "c"}, {"items": [["k", '{"n":1}']], "cursor": None})
+    assert stats.ops == {"set": 1, "get": 2, "list": 1}
+    assert stats.written_bytes == 7
+    assert stats.read_bytes == 14

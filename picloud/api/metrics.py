@@ -62,8 +62,11 @@ def _triggers(app: web.Application) -> dict[str, Any] | None:
 
 
 def _extra(ops: Ops) -> dict[str, tuple[str, Any]]:
-    r, b = ops.retention, ops.backups
+    r, b, kv = ops.retention, ops.backups, ops.kv
     return {
+        "picloud_kv_operations_total": ("KV calls served to scripts, by op.", {"op": dict(kv.ops)}),
+        "picloud_kv_written_bytes_total": ("JSON bytes of values scripts set.", kv.written_bytes),
+        "picloud_kv_read_bytes_total": ("JSON bytes of values scripts read.", kv.read_bytes),
         "picloud_retention_pruned_rows_total": (
             "Rows removed by retention, by table.",
             {"table": dict(r.pruned)},

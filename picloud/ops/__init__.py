@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from picloud.ops import backup, health, retention
+from picloud.ops.kvstats import KV_STATS, KvStats
 from picloud.ops.lock import StateLock
 from picloud.ops.metrics import Telemetry
 from picloud.state import DB, RUNTIME, SETTINGS
@@ -30,6 +32,7 @@ class Ops:
         default_factory=retention.RetentionStats
     )
     backups: backup.BackupStats = dataclasses.field(default_factory=backup.BackupStats)
+    kv: KvStats = dataclasses.field(default_factory=KvStats)
     # One backup at a time: each holds a full copy of the database on disk while it runs.
     backup_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
@@ -49,6 +52,7 @@ async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
     ops = Ops(probe, Telemetry())
     await ops.telemetry.start(db)
     app[OPS] = ops
+    app[KV_STATS] = ops.kv
     tasks = [
         asyncio.create_task(retention.run_forever(db, settings, ops.retention), name="retention")
     ]
@@ -70,6 +74,9 @@ async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
 def _prime(probe: health.Probe) -> None:
     health.prime_cpu()
     probe.take_baseline()
+    # Work directories of backups cut short by a crash or a kill.
+    for stale in probe.state_dir.glob(".backup-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _executor(app: web.Application) -> object | None:

@@ -74,5 +74,6 @@ def _restore(args: argparse.Namespace) -> int:
         _say(f"the previous state directory is now {done.moved_aside}")
     if done.config is not None:
         _say(f"the archived config file is at {done.config}; copy it to use it")
-    _say("a new admin token is made on first start unless PICLOUD_ADMIN_TOKEN is set")
+    if done.moved_aside is None:
+        _say("a new admin token is made on first start unless PICLOUD_ADMIN_TOKEN is set")
     return 0

@@ -16,6 +16,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from picloud.auth import TOKEN_FILE
 from picloud.ops import archive
 from picloud.ops.lock import is_locked
 from picloud.store import migrate
@@ -118,6 +119,9 @@ def _install(staging: Path, state_dir: Path, occupied: bool) -> Path | None:
     elif state_dir.exists():
         state_dir.rmdir()
     os.chmod(staging, 0o700)
+    if moved is not None and (moved / TOKEN_FILE).is_file():
+        # The token is this machine's, never the archive's: clients keep working.
+        shutil.copy2(moved / TOKEN_FILE, staging / TOKEN_FILE)
     staging.rename(state_dir)
     if owner is not None and os.geteuid() == 0:
         # Restored as root for a daemon that runs as its own user: hand the files over.
