@@ -34,7 +34,7 @@ async def run_peers(quick: bool, within_s: float) -> dict[str, Any]:
     if not (HARNESS / "run.sh").exists():
         return {"error": f"no peers harness at {HARNESS}"}
     argv = _argv(quick)
-    env = dict(os.environ, PICLOUD_PEER_PORT=str(PORT))
+    env = dict(os.environ, BENCH_PICLOUD_PORT=str(PORT))
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,

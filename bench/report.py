@@ -99,6 +99,12 @@ def _executor_rows(ex: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _label(cmd: str) -> str:
+    """A short name for a helper process from its command line (the zygote's module)."""
+    words = cmd.split()
+    return next((w for w in words if "zygote" in w), words[-1] if words else "?")
+
+
 def _memory_lines(ex: dict[str, Any]) -> list[str]:
     lines = []
     for label, key in (
@@ -108,9 +114,7 @@ def _memory_lines(ex: dict[str, Any]) -> list[str]:
         mem = ex.get(key)
         if not mem:
             continue
-        helpers = ", ".join(
-            f"{h['cmd'].split()[-1] if h['cmd'] else '?'} {h['rss_mib']}" for h in mem["helpers"]
-        )
+        helpers = ", ".join(f"{_label(h['cmd'])} {h['rss_mib']}" for h in mem["helpers"])
         uss = [w["uss_mib"] for w in mem["workers"]]
         lines.append(
             f"- {label}: daemon {mem['daemon_rss_mib']} MiB RSS; helpers (zygote) RSS: "
