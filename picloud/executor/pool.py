@@ -29,8 +29,10 @@ def pool_sizes(settings: Settings) -> tuple[int, int]:
     """(max workers in total, per app): from the board's cores and memory unless set."""
     cores = os.cpu_count() or 1
     mem_mb = psutil.virtual_memory().total // MiB
-    total = settings.max_workers or max(4, min(64, cores * 8, mem_mb // 48))
-    per_app = settings.max_workers_per_app or max(2, min(total, cores * 2))
+    # Several workers per core: a run mostly waits on its wake-ups (socket hand-offs), so
+    # more in flight keeps the cores busy; memory bounds the total (~4 MB USS each).
+    total = settings.max_workers or max(4, min(64, cores * 16, mem_mb // 32))
+    per_app = settings.max_workers_per_app or max(2, min(total, cores * 8))
     return total, min(per_app, total)
 
 

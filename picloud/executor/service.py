@@ -185,7 +185,8 @@ class SandboxExecutor:
             self.pool.kill(worker)  # the caller went away: nothing may keep running for it
             self.pool.checkin(worker, reusable=False)
             raise
-        worker.seen.add(key)
+        if result.get("loaded"):
+            worker.seen.add(key)
         reusable = (
             not fresh and not result.get("recycle") and result.get("status") != "resource_limit"
         )

@@ -68,7 +68,7 @@ def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
     chan = _channel.Channel(sock)
     _channel.channel = chan
     sys.stdout = sys.stderr = capture
-    base_data = int(spec["base_data"])
+    limits = _Limits(int(spec["base_data"]))
     cache: dict[tuple[str, int], dict[str, Any]] = {}
     while True:
         try:
@@ -77,22 +77,36 @@ def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
             return
         if frame.get("t") != "job":
             return
-        result = _run(frame, cache, base_data)
+        result = _run(frame, cache, limits)
         chan.send(result)
         if result.get("recycle"):
             return
 
 
-def _limit(frame: dict[str, Any], base_data: int) -> None:
-    """Per-job limits in a warm worker: memory and the CPU time still allowed."""
-    data = base_data + int(frame["memory_mb"]) * MiB
-    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
-    if hard != resource.RLIM_INFINITY:
-        data = min(data, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (data, hard))
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = used.ru_utime + used.ru_stime + frame["timeout_ms"] / 1000 + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(cpu), resource.RLIM_INFINITY))
+class _Limits:
+    """Per-job limits in a warm worker, set only when they change (each is a syscall)."""
+
+    def __init__(self, base_data: int) -> None:
+        self.base_data = base_data
+        self.memory_mb = -1
+        self.cpu_soft = 0.0
+
+    def apply(self, frame: dict[str, Any], cpu_used: float) -> None:
+        memory_mb = int(frame["memory_mb"])
+        if memory_mb != self.memory_mb:
+            hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+            data = self.base_data + memory_mb * MiB
+            if hard != resource.RLIM_INFINITY:
+                data = min(data, hard)
+            resource.setrlimit(resource.RLIMIT_DATA, (data, hard))
+            self.memory_mb = memory_mb
+        # The CPU time this run may still use: its timeout, plus up to 3 s of slack so the
+        # limit moves once every few seconds of CPU rather than on every run.
+        budget = frame["timeout_ms"] / 1000
+        left = self.cpu_soft - cpu_used
+        if not budget + 1 <= left <= budget + 4:
+            self.cpu_soft = math.ceil(cpu_used + budget + 2)
+            resource.setrlimit(resource.RLIMIT_CPU, (int(self.cpu_soft), resource.RLIM_INFINITY))
 
 
 def _load(frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]]) -> Any:
@@ -121,11 +135,12 @@ def _load(frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]]) -
 
 
 def _run(
-    frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]], base_data: int
+    frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]], limits: _Limits
 ) -> dict[str, Any]:
     capture.reset(int(frame.get("log_cap", 65536)))
-    _limit(frame, base_data)
-    started = time.process_time()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
+    limits.apply(frame, cpu_before)
     result: dict[str, Any] = {"t": "result", "status": "ok", "error": None}
     try:
         handle = _load(frame, cache)
@@ -146,8 +161,9 @@ def _run(
         capture.write(_traceback(exc))
         result.update(status="script_error", error=_one_line(exc))
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_ms"] = (time.process_time() - started) * 1000
+    result["cpu_ms"] = (usage.ru_utime + usage.ru_stime - cpu_before) * 1000
     result["maxrss_kb"] = usage.ru_maxrss
+    result["loaded"] = (frame["script"], frame["version"]) in cache
     result["log"] = capture.getvalue()
     return result
 

@@ -41,29 +41,32 @@ class Channel:
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder()
         self._next_id = 0
+        self._buf = bytearray()
 
     def send(self, frame: dict[str, Any]) -> None:
         payload = self._enc.encode(frame)
         self.sock.sendall(HEADER.pack(len(payload)) + payload)
 
     def recv(self) -> dict[str, Any]:
-        head = self._read(HEADER.size)
-        (size,) = HEADER.unpack(head)
+        self._fill(HEADER.size)
+        (size,) = HEADER.unpack_from(self._buf)
         if size > MAX_INBOUND:
             raise ChannelClosed(f"frame of {size} bytes")
-        frame = self._dec.decode(self._read(size))
+        end = HEADER.size + size
+        self._fill(end)
+        frame = self._dec.decode(memoryview(self._buf)[HEADER.size : end])
+        del self._buf[:end]
         if not isinstance(frame, dict):
             raise ChannelClosed("frame is not a map")
         return frame
 
-    def _read(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
+    def _fill(self, n: int) -> None:
+        """Read until `n` bytes are buffered (usually one recv holds a whole frame)."""
+        while len(self._buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self._buf)))
             if not chunk:
                 raise ChannelClosed("end of channel")
-            buf += chunk
-        return bytes(buf)
+            self._buf += chunk
 
     def call(self, op: str, args: dict[str, Any]) -> Any:
         """One SDK operation, answered by the daemon's broker; raises what the broker says."""

@@ -48,7 +48,11 @@ class Invocation:
         return data
 
     def row(self) -> tuple[Any, ...]:
-        return dataclasses.astuple(self)
+        # Not dataclasses.astuple: it deep-copies, and this runs once per invocation.
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+
+_FIELDS = [f.name for f in dataclasses.fields(Invocation)]
 
 
 def insert_many(conn: sqlite3.Connection, rows: Iterable[Invocation]) -> int:
