@@ -27,15 +27,16 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict picloud
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not install"
 
 test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
+# install.sh in a booted Debian bookworm container (root, debootstrap, systemd-nspawn).
 test-install: $(STAMP)
-	$(BIN)/pytest -q -m slow tests/install
+	$(BIN)/pytest -q -m install tests/install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
