@@ -19,43 +19,41 @@ from picloud.kv.component import KV
 
 __all__ = ["OPS", "dispatch"]
 
-_Handler = Callable[[KvService, str, int, dict[str, Any]], Awaitable[Any]]
+_Handler = Callable[[KvService, str, int, Any], Awaitable[Any]]
 
 
-def _arg(a: dict[str, Any], name: str, default: Any = None) -> Any:
-    # Missing arguments arrive as None and fail validation with a clear TypeError.
-    return a.get(name, default)
+# `a` is Any: arguments come from a frame and are validated by the service itself.
 
 
-async def _get(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
-    return await kv.get(app_id, _arg(a, "collection"), _arg(a, "key"))
+async def _get(kv: KvService, app_id: str, depth: int, a: Any) -> Any:
+    return await kv.get(app_id, a.get("collection"), a.get("key"))
 
 
-async def _has(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
-    return await kv.has(app_id, _arg(a, "collection"), _arg(a, "key"))
+async def _has(kv: KvService, app_id: str, depth: int, a: Any) -> Any:
+    return await kv.has(app_id, a.get("collection"), a.get("key"))
 
 
-async def _set(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
-    collection, key, value = _arg(a, "collection"), _arg(a, "key"), _arg(a, "value")
-    await kv.set(app_id, collection, key, value, ttl=_arg(a, "ttl"), depth=depth)
+async def _set(kv: KvService, app_id: str, depth: int, a: Any) -> Any:
+    collection, key, value = a.get("collection"), a.get("key"), a.get("value")
+    await kv.set(app_id, collection, key, value, ttl=a.get("ttl"), depth=depth)
 
 
-async def _delete(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
-    return await kv.delete(app_id, _arg(a, "collection"), _arg(a, "key"), depth=depth)
+async def _delete(kv: KvService, app_id: str, depth: int, a: Any) -> Any:
+    return await kv.delete(app_id, a.get("collection"), a.get("key"), depth=depth)
 
 
-async def _incr(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
-    collection, key, by = _arg(a, "collection"), _arg(a, "key"), _arg(a, "by", 1)
+async def _incr(kv: KvService, app_id: str, depth: int, a: Any) -> Any:
+    collection, key, by = a.get("collection"), a.get("key"), a.get("by", 1)
     return await kv.incr(app_id, collection, key, by, depth=depth)
 
 
-async def _list(kv: KvService, app_id: str, depth: int, a: dict[str, Any]) -> Any:
+async def _list(kv: KvService, app_id: str, depth: int, a: Any) -> Any:
     page = await kv.list(
         app_id,
-        _arg(a, "collection"),
-        prefix=_arg(a, "prefix", ""),
-        limit=_arg(a, "limit", 100),
-        cursor=_arg(a, "cursor"),
+        a.get("collection"),
+        prefix=a.get("prefix", ""),
+        limit=a.get("limit", 100),
+        cursor=a.get("cursor"),
     )
     # Items go as [key, value JSON] pairs; the SDK decodes each value in the script.
     return {"items": page.items, "cursor": page.cursor}
