@@ -1,0 +1,141 @@
+"""The store's one writer path: group commit, savepoints, readers, on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from picloud.store import Database, StoreError, migrate
+from picloud.store import apps as store_apps
+
+WRITES = 300
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "picloud.db")
+    database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def _counter(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS counter (n INTEGER NOT NULL)")
+    if conn.execute("SELECT count(*) FROM counter").fetchone()[0] == 0:
+        conn.execute("INSERT INTO counter VALUES (0)")
+
+
+def _increment(conn: sqlite3.Connection) -> int:
+    """A read-modify-write: loses updates if two of them ever interleave."""
+    (n,) = conn.execute("SELECT n FROM counter").fetchone()
+    conn.execute("UPDATE counter SET n = ?", (n + 1,))
+    return int(n) + 1
+
+
+async def test_concurrent_writes_never_interleave(db: Database) -> None:
+    await db.write(_counter)
+    results = await asyncio.gather(*(db.write(_increment) for _ in range(WRITES)))
+    assert sorted(results) == list(range(1, WRITES + 1))
+    assert await db.read(lambda c: c.execute("SELECT n FROM counter").fetchone()[0]) == WRITES
+
+
+async def test_writes_queued_together_share_commits(db: Database) -> None:
+    await db.write(_counter)
+    before = db.commits
+    await asyncio.gather(*(db.write(_increment) for _ in range(WRITES)))
+    commits = db.commits - before
+    assert 1 <= commits < WRITES // 3, commits
+
+
+async def test_a_failing_write_rolls_back_alone(db: Database) -> None:
+    class Boom(Exception):
+        pass
+
+    def good(n: int) -> object:
+        return lambda c: store_apps.create_app(c, f"app-{n}")
+
+    def bad(conn: sqlite3.Connection) -> None:
+        store_apps.create_app(conn, "doomed")
+        raise Boom("no")
+
+    outcomes = await asyncio.gather(
+        db.write(good(1)), db.write(bad), db.write(good(2)), return_exceptions=True
+    )
+    assert isinstance(outcomes[1], Boom)
+    assert not isinstance(outcomes[0], BaseException)
+    assert not isinstance(outcomes[2], BaseException)
+    ids = await db.read(lambda c: [a.id for a in store_apps.list_apps(c, None, 10)])
+    assert ids == ["app-1", "app-2"]
+
+
+async def test_an_acknowledged_write_is_visible_to_other_connections(
+    db: Database, tmp_path: Path
+) -> None:
+    await db.write(lambda c: store_apps.create_app(c, "home"))
+    assert db.read_now(lambda c: store_apps.app_exists(c, "home"))
+    assert await db.read(lambda c: store_apps.app_exists(c, "home"))
+    other = sqlite3.connect(tmp_path / "picloud.db")
+    try:
+        assert other.execute("SELECT id FROM apps").fetchall() == [("home",)]
+    finally:
+        other.close()
+
+
+async def test_commit_listeners_run_on_the_loop(db: Database) -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[bool] = []
+    db.on_commit(lambda: seen.append(asyncio.get_running_loop() is loop))
+    await db.write(lambda c: store_apps.create_app(c, "home"))
+    assert seen
+    assert all(seen)
+
+
+async def test_foreign_keys_are_enforced(db: Database) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.write(lambda c: store_apps.create_key(c, "k", "no-such-app", "h" * 64, "p"))
+
+
+async def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    database = Database(tmp_path / "x.db")
+    with pytest.raises(StoreError):
+        await database.write(lambda c: None)
+    database.open()
+    await database.close()
+    with pytest.raises(StoreError):
+        await database.write(lambda c: None)
+    with pytest.raises(StoreError):
+        await database.read(lambda c: None)
+
+
+async def test_a_newer_schema_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={migrate.latest_version() + 1}")
+    conn.close()
+    database = Database(path)
+    with pytest.raises(StoreError, match="newer"):
+        database.open()
+    await database.close()
+
+
+async def test_connections_use_the_documented_pragmas(db: Database) -> None:
+    def pragmas(conn: sqlite3.Connection) -> dict[str, object]:
+        names = ["journal_mode", "synchronous", "foreign_keys", "busy_timeout", "temp_store"]
+        return {n: conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names}
+
+    expected = {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+        "temp_store": 2,
+    }
+    assert db.read_now(pragmas) == expected
+    assert await db.read(pragmas) == expected
+    assert await db.write(pragmas) == {**expected}
