@@ -61,6 +61,7 @@ BODIES: list[tuple[str, bytes]] = [
     ("not utf-8", b"\xff\xfe\xfd"),
     ("deep nesting", b"[" * 50_000),
     ("nul", b'{"id": "a\\u0000b", "value": "\\u0000"}'),
+    ("lone surrogate", b'{"id": "\\ud800", "value": "\\ud800", "source": "\\udfff"}'),
     ("huge number", b'{"version": 1e999, "limit": 99999999999999999999999}'),
 ]
 MINE = ("/api/v1/admin/apps", "/api/v1/admin/scripts")
@@ -179,8 +180,10 @@ async def test_wrong_types_in_every_documented_field(daemon: Daemon) -> None:
         example = _example(op)
         if method in ("GET", "DELETE") or not isinstance(example, dict):
             continue
-        for field, value in example.items():
-            data = json.dumps({**example, field: _wrong(value)}).encode()
+        variants = [(f, _wrong(v)) for f, v in example.items()]
+        variants += [(f, "\ud800 \x00") for f, v in example.items() if isinstance(v, str)]
+        for field, value in variants:
+            data = json.dumps({**example, field: value}).encode()
             status, body = await _send(daemon, method, _fill(path), data)
             _assert_shape(status, body, f"{method} {path} {field}")
             if _mine(path):

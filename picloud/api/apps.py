@@ -65,6 +65,10 @@ async def read_admin_json(request: web.Request) -> dict[str, Any]:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
+    try:  # a \ud800 escape decodes to a str that SQLite (and UTF-8) cannot store
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BadRequest("body contains an unpaired UTF-16 surrogate escape") from None
     return data
 
 
