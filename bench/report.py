@@ -44,8 +44,9 @@ def _cells_table(cells: list[dict[str, Any]], kept: bool = False) -> list[str]:
             f"{c['errors'] + c['non2xx']} |"
         )
         if kept:
+            # Above 100%: requests wrk left in flight were counted by the server, not by wrk.
             pct = c.get("extra", {}).get("kept_pct")
-            row += f" {'-' if pct is None else f'{pct:.1f}%'} |"
+            row += f" {'-' if pct is None else f'{min(pct, 100.0):.1f}%'} |"
         lines.append(row)
     return lines
 

@@ -1,8 +1,18 @@
-"""Sources of the PiCloud scripts the benchmarks deploy (all use SDK 1.0 only)."""
+"""Sources of the PiCloud scripts the benchmarks deploy (documented SDK calls only)."""
 
 from __future__ import annotations
 
-__all__ = ["ACK_WRITE", "BURST", "COUNTER", "HELLO", "KV_LOOP", "LEDGER", "ON_COUNT", "ON_LAT"]
+__all__ = [
+    "ACK_WRITE",
+    "BURST",
+    "COUNTER",
+    "COUNTER_INCR",
+    "HELLO",
+    "KV_LOOP",
+    "LEDGER",
+    "ON_COUNT",
+    "ON_LAT",
+]
 
 # The same JSON as the ceiling's /hello and the peers' hello.
 HELLO = """
@@ -17,6 +27,14 @@ def handle(ctx):
     n = (c.get("counter") or 0) + 1
     c.set("counter", n)
     return {"count": n}
+"""
+
+# The same two round trips, the write an atomic increment: no update can be lost.
+COUNTER_INCR = """
+def handle(ctx):
+    c = kv.collection("bench")
+    c.get("counter2")
+    return {"count": c.incr("counter2")}
 """
 
 # Every request writes its own key; the client keeps the acknowledged keys and
