@@ -45,7 +45,8 @@ async function decode(resp) {
 }
 
 // An admin call: `path` is relative to /api/v1/ ("admin/apps").
-export async function call(method, path, body, { auth = true } = {}) {
+// A 401 signs the user out unless `probe` (the sign-in check itself).
+export async function call(method, path, body, { auth = true, probe = false } = {}) {
   const headers = {};
   if (auth && token()) headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -63,7 +64,7 @@ export async function call(method, path, body, { auth = true } = {}) {
   const data = await decode(resp);
   if (resp.ok) return data;
   const error = (data && data.error) || {};
-  if (resp.status === 401 && auth) onUnauthorized();
+  if (resp.status === 401 && auth && !probe) onUnauthorized();
   throw new ApiError(resp.status, error.code || "http_" + resp.status, error.message || resp.statusText);
 }
 

@@ -1,5 +1,5 @@
 // The shell: sign-in, navigation and a hash router that mounts one page at a time.
-import { api, ApiError, clearToken, setToken, token, whenUnauthorized } from "./api.js";
+import { ApiError, call, clearToken, setToken, token, whenUnauthorized } from "./api.js";
 import { clear, h, toast } from "./ui.js";
 
 const PAGES = [
@@ -31,7 +31,7 @@ function signIn(message) {
       button.disabled = true;
       setToken(input.value.trim());
       try {
-        await api.get("admin/apps?limit=1");
+        await call("GET", "admin/apps?limit=1", undefined, { probe: true });
         if (!location.hash || location.hash === "#/") location.hash = "#/apps";
         shell();
       } catch (err) {
@@ -66,6 +66,11 @@ function logo() {
 function shell() {
   const nav = h("nav.nav", { "aria-label": "Sections" },
     PAGES.map(([id, label]) => h("a", { href: `#/${id}`, "data-page": id }, label)));
+  // Choosing the page already shown reloads it (no hashchange fires for the same hash).
+  nav.addEventListener("click", (ev) => {
+    const a = ev.target.closest("a");
+    if (a && a.getAttribute("href") === location.hash) route(ev);
+  });
   const out = h("button.link.signout", { type: "button", onclick: signOut }, "Sign out");
   const main = h("main#main", { tabindex: "-1" });
   clear(root, h("header.top", h("a.brand", { href: "#/apps" }, logo(), "PiCloud"), nav, out), main);
@@ -90,7 +95,10 @@ function runCleanup() {
   cleanup = null;
 }
 
-async function route() {
+// After a navigation (an event), focus moves to the new page's heading; on first load
+// it stays at the top, so the first Tab reaches the skip link.
+async function route(navigation) {
+  const moveFocus = Boolean(navigation);
   if (!token()) return signIn();
   const main = document.getElementById("main");
   if (!main || !root.querySelector("nav")) return shell();
@@ -113,7 +121,7 @@ async function route() {
   document.title = `${page[1]} · PiCloud`;
   const result = mod.render(main, parts.slice(1).filter(Boolean), new URLSearchParams(query));
   cleanup = typeof result === "function" ? result : null;
-  if (document.activeElement === document.body || !document.activeElement) main.focus({ preventScroll: true });
+  if (moveFocus) main.querySelector("h1")?.focus({ preventScroll: true });
 }
 
 whenUnauthorized(() => signIn("Your session has ended or the token changed; sign in again."));

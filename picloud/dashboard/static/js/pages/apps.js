@@ -58,7 +58,6 @@ function renderList(main) {
     }
   }
   load();
-  id.focus();
 }
 
 function renderApp(main, appId) {

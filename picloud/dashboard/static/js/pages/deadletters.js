@@ -24,7 +24,7 @@ function renderList(main, params) {
       { label: "Event", render: (d) => summary(eventOf(d)) },
       { label: "Attempts", render: (d) => d.attempts ?? "—", class: "num" },
       { label: "Error", render: (d) => h("code.preview", (d.error || "").split("\n").pop()) },
-      { label: "", render: (d) => (d.replayed_at ? badge("replayed", "ok") : "") },
+      { label: "Replays", render: (d) => (d.replays ? badge(`replayed ×${d.replays}`, "ok") : "") },
     ], items, { label: "Dead letters", onRow: (d) => (location.hash = `#/dead-letters/${enc(d.id)}`) })
       : empty("No dead letters", "Events land here when their handler fails every attempt.")),
   );
@@ -67,9 +67,9 @@ function renderOne(main, id) {
     const replay = h("button.primary", {
       type: "button",
       onclick: () => busy(replay, async () => {
-        await api.post(`admin/dead-letters/${enc(id)}/replay`, {});
         toast("Replayed: the event is queued for its trigger again");
-        clear(status, badge("replayed just now", "ok"));
+        const res = await api.post(`admin/dead-letters/${enc(id)}/replay`, {});
+        clear(status, badge(`${res.replays}, last just now`, "ok"));
       }),
     }, "Replay");
     const remove = h("button.danger", {
@@ -83,7 +83,7 @@ function renderOne(main, id) {
         });
       },
     }, "Delete");
-    const status = h("span", d.replayed_at ? badge(`replayed ${when(d.replayed_at)}`, "ok") : "");
+    const status = h("span", d.replays ? badge(`${d.replays}, last ${when(d.replayed_at)}`, "ok") : "never");
     clear(box,
       section("What failed", h("dl.facts",
         h("dt", "Script"), h("dd", link(`#/scripts/${enc(d.script ?? d.script_id)}`, d.script ?? d.script_id)),
@@ -91,7 +91,8 @@ function renderOne(main, id) {
         h("dt", "Attempts"), h("dd", String(d.attempts ?? "—")),
         h("dt", "When"), h("dd", when(d.created_at)),
         d.handler_status ? [h("dt", "Dead-letter handler"), h("dd", d.handler_status, d.handler_error ? ` — ${d.handler_error}` : "")] : null,
-        h("dt", "State"), h("dd", status)),
+        d.dead_letter_script ? [h("dt", "Dead-letter script"), h("dd", d.dead_letter_script)] : null,
+        h("dt", "Replays"), h("dd", status)),
         h("div.actions", replay, remove)),
       section("Error", h("pre.out.log", { tabindex: "0" }, d.error || "(none)")),
       section("Original event", h("pre.out", { tabindex: "0" }, pretty(eventOf(d)))));

@@ -136,6 +136,7 @@ export function runSummary(run) {
     h("dt", "Trigger"), h("dd", run.trigger || "http"),
     h("dt", "Duration"), h("dd", ms(run.duration_ms)),
     h("dt", "CPU"), h("dd", ms(run.cpu_ms)),
+    run.cold_start_ms ? [h("dt", "Cold start"), h("dd", ms(run.cold_start_ms))] : null,
     h("dt", "Peak memory"), h("dd", run.peak_memory_kb ? `${run.peak_memory_kb} KiB` : "—"),
     run.error ? [h("dt", "Error"), h("dd", h("code", run.error))] : null);
 }

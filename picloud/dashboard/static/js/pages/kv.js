@@ -1,7 +1,7 @@
 // KV browser: an app's collections, keys page by page with a prefix search, and one value
 // viewed and edited as JSON.
 import { api, ApiError, enc, qs } from "../api.js";
-import { busy, clear, confirmDialog, empty, errorBox, field, h, link, loading, pageHeader, pretty, section, table, toast } from "../ui.js";
+import { busy, bytes, clear, confirmDialog, empty, errorBox, field, h, link, loading, pageHeader, pretty, section, table, toast } from "../ui.js";
 import { appPicker, rememberApp } from "./common.js";
 
 const PAGE = 50;
@@ -34,8 +34,9 @@ function renderCollections(main, app) {
     },
   }, field("Open a collection", name), h("button", { type: "submit" }, "Open"));
   const toolbar = h("div.toolbar");
+  const usage = h("p.muted");
   let current = app || "";
-  main.append(pageHeader("KV store"), section("Collections", toolbar, open, list));
+  main.append(pageHeader("KV store"), section("Collections", toolbar, open, usage, list));
   appPicker((v) => {
     current = v;
     load();
@@ -48,13 +49,16 @@ function renderCollections(main, app) {
   async function load() {
     rememberApp(current);
     try {
-      const page = await api.get(`${kvPath(current)}?limit=1000`);
+      const page = await api.get(`${kvPath(current)}?limit=500`);
       const items = (page.items || []).map((c) => (typeof c === "string" ? { name: c } : c));
+      usage.textContent = typeof page.usage_bytes === "number"
+        ? `${bytes(page.usage_bytes)} used of the app's ${bytes(page.quota_bytes)} KV quota` : "";
       clear(list, items.length ? table([
         { label: "Collection", render: (c) => link(collectionHref(current, c.name ?? c.collection), c.name ?? c.collection) },
         { label: "Keys", render: (c) => c.keys ?? c.count ?? "—", class: "num" },
       ], items, { label: "Collections", onRow: (c) => (location.hash = collectionHref(current, c.name ?? c.collection)) })
-        : empty("No collections yet", "Collections appear when a script or this page writes a key."));
+        : empty("No collections yet", "Collections appear when a script or this page writes a key."),
+        page.cursor ? h("p.muted", "More collections exist than are listed: open one by name above.") : null);
     } catch (err) {
       clear(list, errorBox(err));
     }
@@ -120,7 +124,7 @@ function preview(value) {
 
 function newKeyForm(app, collection) {
   const key = h("input", { required: true, maxlength: 512, autocomplete: "off", placeholder: "key" });
-  const value = h("textarea.mono", { rows: 3, "aria-label": "Value as JSON" }, "{}");
+  const value = h("textarea.mono", { rows: 3 }, "{}");
   const error = h("div");
   const save = h("button.primary", { type: "submit" }, "Save");
   const form = h("form", {

@@ -132,7 +132,6 @@ function renderNew(main, params) {
     pickerSlot.append(field("App", picker.el));
     if (!picker.apps.length) clear(error, h("div.alert.error", "Create an app first: ", link("#/apps", "Apps")));
   });
-  id.focus();
 }
 
 function renderScript(main, id) {
@@ -206,7 +205,7 @@ function settingsSection(base, state) {
 async function loadVersions(base, state, editor, history, diffBox) {
   let items;
   try {
-    const page = await api.get(`${base}/versions?limit=1000`);
+    const page = await api.get(`${base}/versions?limit=500`);
     items = (page.items || []).slice().reverse();
   } catch (err) {
     clear(history, errorBox(err));

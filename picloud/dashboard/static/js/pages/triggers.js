@@ -23,7 +23,8 @@ export function render(main, _parts, params) {
         { label: "Dead-letter script", render: (t) => t.dead_letter_script || "—" },
         { label: "Pending", render: (t) => count(t.pending), class: "num" },
         { label: "Dead", render: (t) => (t.dead ?? t.dead_letters) ? link(`#/dead-letters?app=${enc(t.app)}`, String(t.dead ?? t.dead_letters)) : count(t.dead ?? t.dead_letters), class: "num" },
-        { label: "Last fired", render: (t) => when(t.last_fired_at) },
+        { label: "Retrying", render: (t) => count(t.retrying), class: "num" },
+        { label: "Runs", render: (t) => (t.kind === "cron" ? `last ${when(t.last_run_at)} · next ${when(t.next_run_at)}` : "on change") },
         { label: "Enabled", render: (t) => toggle(t, load) },
         { label: "", render: (t) => removeButton(t, load) },
       ], items, { label: "Triggers" }) : empty("No triggers", "A trigger runs a script when KV data changes or on a cron schedule."));

@@ -1,0 +1,373 @@
+"""The dashboard end to end: headless Chromium against a real `picloud serve` subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+TOKEN = "pc_admin_dashboard-e2e-0123456789"
+SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+BROKEN = """from picloud.sdk import log
+
+
+def handle(ctx):
+    x = = 1
+"""
+HELLO = """from picloud.sdk import log
+
+
+def handle(ctx):
+    log.info("hello from the dashboard test")
+    return {"echo": ctx["request"]["json"]}
+"""
+ON_WIDGET = """from picloud.sdk import log
+
+
+def handle(ctx):
+    log.info("widget changed: " + ctx["event"]["key"])
+"""
+FAILING = """def handle(ctx):
+    raise RuntimeError("this handler always fails")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 30) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"picloud serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=1) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("picloud serve did not become ready")
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("dashboard-state")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICLOUD_")}
+    env.update(
+        PICLOUD_STATE_DIR=str(state),
+        PICLOUD_ADMIN_TOKEN=TOKEN,
+        PICLOUD_BIND=f"127.0.0.1:{port}",
+    )
+    log = (state / "daemon.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "picloud", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        try:
+            _wait_ready(url, proc)
+        except RuntimeError as exc:
+            log.flush()
+            raise RuntimeError(f"{exc}:\n{(state / 'daemon.log').read_text()[-2000:]}") from None
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP, base_url=base_url)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(base_url)
+    yield tab
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def _go(page: Page, route: str) -> None:
+    if page.url.endswith(f"/#/{route}"):
+        page.reload()  # the same hash would not re-render the page
+    else:
+        page.goto(f"/#/{route}")
+    expect(page.locator("main h1")).to_be_visible()
+
+
+def _shoot(page: Page, name: str) -> None:
+    """Save the page at desktop and phone width (git-ignored artifacts)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=SHOTS / f"{name}-desktop.png", full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=SHOTS / f"{name}-phone.png", full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def _deploy_via_api(page: Page, script_id: str, source: str) -> None:
+    """A helper script for the trigger steps, through the same documented API."""
+    resp = page.request.post(
+        "/api/v1/admin/scripts",
+        data={"id": script_id, "app": "home", "source": source, "public": True},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert resp.status == 201, resp.text()
+
+
+def test_sign_in_refuses_a_wrong_token_then_accepts_the_right_one(page: Page) -> None:
+    expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
+    _shoot(page, "signin")
+    page.get_by_label("Admin token").fill("wrong-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("refused")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("navigation")).to_be_visible()
+    expect(page.get_by_role("heading", name="Apps", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('picloud.token')") == TOKEN
+    assert page.evaluate("localStorage.length") == 0
+
+
+def test_create_an_app_and_a_key_shown_once(page: Page) -> None:
+    _go(page, "apps")
+    expect(page.get_by_text("No apps yet")).to_be_visible()
+    app_id = page.get_by_label("New app id")
+    app_id.fill("Bad App")
+    page.get_by_role("button", name="Create app").click()
+    assert app_id.evaluate("el => el.validity.patternMismatch")
+    app_id.fill("home")
+    page.get_by_role("button", name="Create app").click()
+    expect(page.get_by_role("link", name="home", exact=True)).to_be_visible()
+    app_id.fill("home")
+    page.get_by_role("button", name="Create app").click()
+    expect(page.get_by_role("alert").filter(has_text="conflict")).to_be_visible()
+    page.get_by_role("link", name="home", exact=True).click()
+    expect(page.get_by_role("heading", name="App: home", exact=True)).to_be_visible()
+    page.get_by_role("button", name="New API key").click()
+    key = page.locator("code.key")
+    expect(key).to_contain_text("pc_")
+    page.get_by_label("Name").fill("GREETING")
+    page.get_by_label("Value").fill("hi")
+    page.get_by_role("button", name="Set secret").click()
+    expect(page.get_by_role("cell", name="GREETING")).to_be_visible()
+    _shoot(page, "app")
+
+
+def test_deploy_marks_the_syntax_error_line_then_deploys_the_fix(page: Page) -> None:
+    _go(page, "scripts/new")
+    page.get_by_label("Script id").fill("hello")
+    expect(page.locator("select.app-picker")).to_have_value("home")
+    editor = page.get_by_label("Script source")
+    editor.fill(BROKEN)
+    page.get_by_role("button", name="Create and deploy").click()
+    expect(page.locator(".ed-gutter .err")).to_have_text("5")
+    expect(page.locator(".ed-note")).to_contain_text("Line 5")
+    expect(page.locator(".ed-band")).to_be_visible()
+    _shoot(page, "editor-error")
+    editor.fill(HELLO)
+    page.get_by_role("button", name="Create and deploy").click()
+    expect(page.get_by_role("heading", name="Script: hello", exact=True)).to_be_visible()
+    expect(page.locator(".ed-hl .t-k").first).to_have_text("from")
+    expect(page.locator(".ed-gutter .err")).to_have_count(0)
+
+
+def test_new_version_diff_and_rollback(page: Page) -> None:
+    _go(page, "scripts/hello")
+    editor = page.get_by_label("Script source")
+    expect(editor).to_have_value(HELLO)
+    editor.fill(HELLO.replace("hello from", "hi from"))
+    page.get_by_role("button", name="Deploy").click()
+    expect(page.locator(".section-meta")).to_contain_text("v2")
+    row = page.get_by_role("row").filter(has_text="v1")
+    row.get_by_role("button", name="Diff").click()
+    expect(page.locator("pre.diff .d-del")).to_contain_text("hello from")
+    expect(page.locator("pre.diff .d-add")).to_contain_text("hi from")
+    _shoot(page, "script")
+    row.get_by_role("button", name="Roll back").click()
+    page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
+    expect(page.locator(".section-meta")).to_contain_text("v3")
+    expect(editor).to_have_value(HELLO)
+    expect(page.get_by_text("rollback to v1")).to_be_visible()
+
+
+def test_invoke_shows_response_and_the_runs_log(page: Page) -> None:
+    _go(page, "invoke/hello")
+    page.get_by_label("Method").select_option("POST")
+    page.get_by_label("Body").fill('{"n": 42}')
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".status-code")).to_contain_text("200")
+    expect(page.locator("pre.out").nth(1)).to_contain_text('"n": 42')
+    expect(page.locator("pre.log")).to_contain_text("hello from the dashboard test")
+    _shoot(page, "invoke")
+
+
+def test_invocations_list_and_one_with_its_log(page: Page) -> None:
+    _go(page, "invocations?script=hello")
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_be_visible()
+    expect(rows.first).to_contain_text("ok")
+    _shoot(page, "invocations")
+    rows.first.locator("a").click()
+    expect(page.get_by_role("heading", name="Invocation", exact=True)).to_be_visible()
+    expect(page.locator("pre.log")).to_contain_text("hello from the dashboard test")
+
+
+def test_kv_write_and_browse(page: Page) -> None:
+    _go(page, "kv/home/widgets")
+    expect(page.get_by_text("This collection is empty")).to_be_visible()
+    page.get_by_label("Key", exact=True).fill("w1")
+    page.get_by_label("Value (JSON)").fill("{not json")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Not valid JSON")).to_be_visible()
+    page.get_by_label("Value (JSON)").fill('{"colour": "red", "n": 1}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="KV: w1", exact=True)).to_be_visible()
+    expect(page.get_by_label("Value as JSON")).to_have_value('{\n  "colour": "red",\n  "n": 1\n}')
+    _go(page, "kv/home/widgets")
+    page.get_by_label("Key prefix").fill("w")
+    expect(page.get_by_role("link", name="w1")).to_be_visible()
+    page.get_by_label("Key prefix").fill("zzz")
+    expect(page.get_by_text('No keys start with "zzz"')).to_be_visible()
+    _go(page, "kv/home")
+    expect(page.get_by_role("link", name="widgets")).to_be_visible()
+    _shoot(page, "kv")
+
+
+def test_a_kv_trigger_fires_on_a_dashboard_write(page: Page) -> None:
+    _deploy_via_api(page, "on-widget", ON_WIDGET)
+    _go(page, "triggers")
+    expect(page.get_by_text("No triggers")).to_be_visible()
+    page.get_by_label("Script", exact=True).select_option("on-widget")
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_text("Collection: 1-64")).to_be_visible()  # validated here first
+    page.get_by_label("Collection").fill("widgets")
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_role("link", name="on-widget")).to_be_visible()
+    _go(page, "kv/home/widgets/w2")
+    page.get_by_label("Value as JSON").fill('{"colour": "blue"}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved w2")).to_be_visible()
+    _go(page, "invocations?script=on-widget")
+    expect(page.locator("tbody tr").first).to_contain_text("kv", timeout=20_000)
+    page.locator("tbody tr a").first.click()
+    expect(page.locator("pre.log")).to_contain_text("widget changed: w2")
+    _go(page, "triggers")
+    _shoot(page, "triggers")
+
+
+def test_a_dead_letter_appears_and_is_replayed(page: Page) -> None:
+    _deploy_via_api(page, "always-fails", FAILING)
+    _go(page, "triggers")
+    page.get_by_label("Script", exact=True).select_option("always-fails")
+    page.get_by_label("Collection").fill("doomed")
+    page.get_by_label("Max attempts").fill("1")
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_role("link", name="always-fails")).to_be_visible()
+    _go(page, "kv/home/doomed/d1")
+    page.get_by_label("Value as JSON").fill("1")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved d1")).to_be_visible()
+    _go(page, "dead-letters")
+    rows = page.locator("tbody tr")
+    for _ in range(40):  # delivery is asynchronous: reload until it is dead-lettered
+        if rows.count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+        expect(page.locator("main h1")).to_be_visible()
+    expect(rows.first).to_contain_text("always-fails")
+    _shoot(page, "dead-letters")
+    rows.first.locator("a").click()
+    expect(page.locator("pre.log")).to_contain_text("this handler always fails")
+    expect(page.locator("main pre.out").last).to_contain_text('"key": "d1"')
+    page.get_by_role("button", name="Replay").click()
+    expect(page.get_by_text("Replayed").first).to_be_visible()
+    _shoot(page, "dead-letter")
+
+
+def test_system_page_shows_health_and_sandbox(page: Page) -> None:
+    _go(page, "system")
+    expect(page.get_by_text("Temperature").first).to_be_visible()
+    expect(page.get_by_role("heading", name="Sandbox layers in force", exact=True)).to_be_visible()
+    page.wait_for_timeout(3500)  # a second sample draws the chart lines
+    expect(page.locator("svg.spark .spark-line").first).to_be_attached()
+    _shoot(page, "system")
+
+
+def test_dark_mode_and_sign_out(page: Page) -> None:
+    page.emulate_media(color_scheme="dark")
+    _go(page, "scripts")
+    expect(page.get_by_role("link", name="hello")).to_be_visible()
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg == "rgb(18, 20, 24)", bg
+    _shoot(page, "scripts-dark")
+    page.emulate_media(color_scheme="light")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('picloud.token')") is None
+    page.goto("/#/apps")
+    expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
+
+
+def test_keyboard_reaches_every_section(page: Page) -> None:
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("navigation")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("navigation")).to_be_visible()
+    page.keyboard.press("Tab")  # the skip link first
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    labels = set()
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        labels.add(page.evaluate("document.activeElement.textContent"))
+    assert {"Apps", "Scripts", "KV", "System", "Sign out"} <= labels
