@@ -148,3 +148,8 @@ async def test_secret_bad_name_and_value(daemon: Daemon) -> None:
     body = await daemon.call("PUT", f"{APPS}/home/secrets/A", json=big, expect=413)
     assert body["error"]["code"] == "payload_too_large"
     await daemon.call("PUT", f"{APPS}/nope/secrets/A", json={"value": "v"}, expect=404)
+    lone = b'{"value": "\\ud800"}'
+    body = await daemon.call("PUT", f"{APPS}/home/secrets/A", data=lone, expect=400)
+    assert "surrogate" in body["error"]["message"]
+    listed = await daemon.call("GET", f"{APPS}/home/secrets", expect=200)
+    assert listed["items"] == []

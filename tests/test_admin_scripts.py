@@ -232,6 +232,8 @@ async def test_list_scripts_filtered_by_app_without_sources(daemon: Daemon) -> N
     everything = await daemon.call("GET", SCRIPTS, expect=200)
     assert [s["id"] for s in everything["items"]] == ["a", "b", "c"]
     assert all("source" not in s for s in everything["items"])
+    empty_filter = await daemon.call("GET", SCRIPTS, params={"app": ""}, expect=200)
+    assert empty_filter == everything
     home = await daemon.call("GET", SCRIPTS, params={"app": "home"}, expect=200)
     assert [s["id"] for s in home["items"]] == ["a", "b"]
     first = await daemon.call("GET", SCRIPTS, params={"limit": "1"}, expect=200)

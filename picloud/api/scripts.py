@@ -92,7 +92,7 @@ async def list_scripts(request: web.Request) -> web.Response:
     db = request.app[DB]
     limit = parse_limit(request)
     after = decode_cursor(request.query.get("cursor"))
-    app_id = request.query.get("app")
+    app_id = request.query.get("app") or None  # `?app=` (empty) means every app
     if app_id is not None:
         await app_manager.get_app(db, check_slug(app_id, "app"))
     rows = await db.read(lambda c: store.list_scripts(c, app_id, after, limit + 1))
