@@ -14,6 +14,7 @@ __all__ = [
     "delete_events",
     "enqueue_cron_run",
     "enqueue_kv_event",
+    "event_payload",
     "events_after",
     "insert_event",
     "iso_ms",
@@ -29,7 +30,8 @@ FROM triggers
 WHERE app_id = ? AND kind = 'kv' AND collection = ? AND enabled = 1
   AND instr(',' || ops || ',', ',' || ? || ',') > 0
 """
-_EVENT_COLS = "id, trigger_id, app_id, order_key, payload, depth, attempts, next_at, created_at"
+# Without the payload (up to a KV value's size): it is read when the event is run.
+_EVENT_COLS = "id, trigger_id, app_id, order_key, depth, attempts, next_at, created_at"
 _EVENTS_AFTER = f"SELECT {_EVENT_COLS} FROM events WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
 _TRIGGER_EVENTS = (
     f"SELECT {_EVENT_COLS} FROM events WHERE trigger_id = ? AND id >= ? AND id <= ?"  # noqa: S608
@@ -57,13 +59,12 @@ FROM events WHERE id = ?
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
-    """One undelivered event; `payload` is the ctx["event"] JSON."""
+    """One undelivered event, without its payload (see `event_payload`)."""
 
     id: int
     trigger_id: str
     app_id: str
     order_key: str
-    payload: str
     depth: int
     attempts: int
     next_at: int
@@ -104,21 +105,22 @@ def enqueue_kv_event(
 
 def enqueue_cron_run(
     conn: sqlite3.Connection, trigger_id: str, app_id: str, schedule: str, at_ms: int
-) -> bool:
+) -> bool | None:
     """Queue the cron run due at `at_ms`, or skip it while an earlier run is still undelivered.
 
     Either way the trigger's last_fired_at moves to `at_ms` in the same transaction,
-    so a restart neither repeats nor forgets the decision. True when queued.
+    so a restart neither repeats nor forgets the decision. True when queued, False when
+    skipped, None when the trigger is gone.
     """
     if conn.execute(_HAS_EVENT, (trigger_id,)).fetchone() is not None:
-        conn.execute(_CRON_SKIPPED, (at_ms, trigger_id))
-        return False
+        return None if conn.execute(_CRON_SKIPPED, (at_ms, trigger_id)).rowcount == 0 else False
+    if conn.execute(_CRON_FIRED, (at_ms, trigger_id)).rowcount == 0:
+        return None
     payload = json.dumps(
         {"type": "cron", "schedule": schedule, "at": iso_ms(at_ms)}, separators=(",", ":")
     )
     now_ms = time.time_ns() // 1_000_000
     conn.execute(_INSERT_EVENT, (trigger_id, app_id, "cron", payload, 0, now_ms, now_ms))
-    conn.execute(_CRON_FIRED, (at_ms, trigger_id))
     return True
 
 
@@ -133,6 +135,12 @@ def insert_event(
     """A fresh delivery of `payload` (a replayed dead letter): attempts 0, depth 0."""
     cur = conn.execute(_INSERT_EVENT, (trigger_id, app_id, order_key, payload, 0, now_ms, now_ms))
     return int(cur.lastrowid or 0)
+
+
+def event_payload(conn: sqlite3.Connection, event_id: int) -> str | None:
+    """The ctx["event"] JSON of an event, or None when it is gone (its trigger was deleted)."""
+    row = conn.execute("SELECT payload FROM events WHERE id = ?", (event_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def events_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Event]:

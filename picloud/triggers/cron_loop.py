@@ -68,18 +68,23 @@ class CronClock:
             if t is None or t.kind != "cron" or not t.enabled or t.schedule is None:
                 self._due.pop(trigger_id, None)
                 continue
-            await self._fire(t, t.schedule, due)
-            self._due[trigger_id] = next_due(t.schedule, t.timezone, max(due, now))
+            if await self._fire(t, t.schedule, due):
+                self._due[trigger_id] = next_due(t.schedule, t.timezone, max(due, now))
 
-    async def _fire(self, t: Trigger, schedule: str, due: int) -> None:
+    async def _fire(self, t: Trigger, schedule: str, due: int) -> bool:
+        """Queue or skip the run due at `due`; False when the trigger is gone."""
         # Delivered-but-not-yet-purged events must not count as a run still going.
         purge = self._d.take_purge()
 
-        def fire(conn: sqlite3.Connection) -> bool:
+        def fire(conn: sqlite3.Connection) -> bool | None:
             delete_events(conn, purge)
             return enqueue_cron_run(conn, t.id, t.app_id, schedule, due)
 
         queued = await self._d.db.write(fire)
+        if queued is None:  # deleted meanwhile (with its script or app)
+            self._d.triggers.pop(t.id, None)
+            self.forget(t.id)
+            return False
         current = self._d.triggers.get(t.id, t)
         skipped = current.skipped_runs + (0 if queued else 1)
         self._d.triggers[t.id] = dataclasses.replace(
@@ -94,3 +99,4 @@ class CronClock:
                 t.id,
                 iso_ms(due),
             )
+        return True

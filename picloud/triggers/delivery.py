@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,8 +12,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from picloud.errors import Unavailable
 from picloud.ids import new_id
 from picloud.store.db import now_ms
-from picloud.store.outbox import Event, dead_letter_event, mark_retry
-from picloud.store.triggers import DeadLetter, Trigger, record_handler, unhandled_dead_letters
+from picloud.store.outbox import Event, dead_letter_event, event_payload, mark_retry
+from picloud.store.triggers import (
+    DeadLetter,
+    Trigger,
+    dead_letter,
+    record_handler,
+    unhandled_dead_letters,
+)
 from picloud.triggers.runner import run_handler
 
 if TYPE_CHECKING:
@@ -40,15 +47,19 @@ def backoff_ms(t: Trigger, attempts: int) -> int:
 
 async def attempt(d: Dispatcher, t: Trigger, ev: Event) -> Event | None:
     """Try `ev` once; None when it is finished with (delivered or dead), else its new state."""
+    # Read now, not when scanned: payloads can be as large as a KV value.
+    payload = d.db.read_now(lambda conn: event_payload(conn, ev.id))
+    if payload is None:
+        return None  # gone with its trigger
     if ev.depth >= MAX_DEPTH:
         d.stats.loops_cut += 1
-        await _dead_letter(d, t, ev, ev.attempts, LOOP_ERROR)
+        await _dead_letter(d, t, ev, payload, ev.attempts, LOOP_ERROR)
         return None
     try:
         async with d.slot(t.app_id, t.id):
             if ev.attempts == 0 and ev.next_at == ev.created_at:
                 d.stats.started(now_ms() - ev.created_at)
-            event = json.loads(ev.payload)
+            event = json.loads(payload)
             error = await _run(d, t.kind, t.script_id, event, t.id, ev.id, ev.depth)
     except Unavailable:
         d.stats.refused += 1
@@ -60,7 +71,7 @@ async def attempt(d: Dispatcher, t: Trigger, ev: Event) -> Event | None:
     d.stats.failed_attempts += 1
     attempts = ev.attempts + 1
     if attempts >= t.max_attempts:
-        await _dead_letter(d, t, ev, attempts, error)
+        await _dead_letter(d, t, ev, payload, attempts, error)
         return None
     next_at = now_ms() + backoff_ms(t, attempts)
     alive = await d.db.write(lambda conn: mark_retry(conn, ev.id, attempts, next_at, error))
@@ -104,7 +115,9 @@ async def _run(
         return f"internal: {type(exc).__name__}: {exc}"[:2000]
 
 
-async def _dead_letter(d: Dispatcher, t: Trigger, ev: Event, attempts: int, error: str) -> None:
+async def _dead_letter(
+    d: Dispatcher, t: Trigger, ev: Event, payload: str, attempts: int, error: str
+) -> None:
     dl_id = new_id("dl_")
     handler = t.dead_letter_script_id
 
@@ -125,9 +138,9 @@ async def _dead_letter(d: Dispatcher, t: Trigger, ev: Event, attempts: int, erro
         error,
     )
     if handler is not None:
-        original = json.loads(ev.payload)
+        original = json.loads(payload)
         dl = DeadLetter(
-            dl_id, t.app_id, t.id, t.script_id, ev.order_key, ev.payload, attempts, error,
+            dl_id, t.app_id, t.id, t.script_id, ev.order_key, payload, attempts, error,
             ev.depth, now_ms(), handler, None, None, None, 0,
         )  # fmt: skip
         d.spawn(_run_dead_letter_handler(d, dl, original, ev.id), f"dead-letter-{dl_id}")
@@ -138,6 +151,18 @@ async def _run_dead_letter_handler(
 ) -> None:
     """Run the dead-letter script once; its failure is recorded, never dead-lettered again."""
     assert dl.handler_script_id is not None
+    if dl.id in d.dead_letter_runs:
+        return
+    d.dead_letter_runs.add(dl.id)
+    try:
+        await _dead_letter_run(d, dl, dl.handler_script_id, original, event_id)
+    finally:
+        d.dead_letter_runs.discard(dl.id)
+
+
+async def _dead_letter_run(
+    d: Dispatcher, dl: DeadLetter, script_id: str, original: Any, event_id: int | None
+) -> None:
     event = {
         "type": "dead_letter",
         "original": original,
@@ -151,7 +176,7 @@ async def _run_dead_letter_handler(
         try:
             async with d.slot(dl.app_id, None):
                 error = await _run(
-                    d, "dead_letter", dl.handler_script_id, event, dl.trigger_id, event_id, dl.depth
+                    d, "dead_letter", script_id, event, dl.trigger_id, event_id, dl.depth
                 )
             break
         except Unavailable:
@@ -166,6 +191,9 @@ async def resume_dead_letter_handlers(d: Dispatcher) -> None:
     """Dead-letter scripts that had not run when the daemon last stopped run now."""
     pending = await d.db.read(lambda conn: unhandled_dead_letters(conn, 1000))
     for dl in pending:
-        if dl.handler_script_id is None:
+        if dl.handler_script_id is None or dl.id in d.dead_letter_runs:
             continue
+        fresh = d.db.read_now(functools.partial(dead_letter, dead_letter_id=dl.id))
+        if fresh is None or fresh.handler_status is not None:
+            continue  # ran (or was deleted) since the list was read
         d.spawn(_run_dead_letter_handler(d, dl, json.loads(dl.event), None), f"dead-letter-{dl.id}")

@@ -16,12 +16,14 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from picloud.executor.api import Executor
 from picloud.store import Database
-from picloud.store.db import now_ms
+from picloud.store.db import StoreError, now_ms
 from picloud.store.outbox import Event, delete_events, events_after, trigger_events
 from picloud.store.triggers import Trigger, all_triggers, get_trigger
 from picloud.triggers.cron_loop import CronClock
@@ -37,6 +39,7 @@ _MAX_LOADED = 20_000  # events held in memory at once, all triggers
 _PER_TRIGGER = 2_000  # events held in memory per trigger before it is parked
 _PURGE_DELAY_S = 0.02  # delivered events are deleted in batches this often
 _IDLE_S = 60.0  # the longest sleep without a wake (re-reads the wall clock for cron)
+_RESYNC_S = 30.0  # how often the trigger cache is checked against the table
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,6 +87,8 @@ class Dispatcher:
         self._purge_ids: list[int] = []
         self._purge_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.dead_letter_runs: set[str] = set()  # dead letters whose script is running now
+        self._synced_at = 0.0
 
     # ---- the main loop
 
@@ -92,18 +97,37 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        rows = await self.db.read(all_triggers)
-        self.triggers = {t.id: t for t in rows}
+        await self._resync()
         self.cron.start()
         self.spawn(resume_dead_letter_handlers(self), "dead-letter-resume")
         while True:
             self._wake.clear()
-            self._fetch()
-            await self.cron.fire_due()
+            try:
+                if time.monotonic() - self._synced_at > _RESYNC_S:
+                    await self._resync()
+                self._fetch()
+                await self.cron.fire_due()
+            except (sqlite3.Error, StoreError):
+                # The store hiccuped (disk full, locked): try again shortly, never give up.
+                log.exception("triggers: the dispatcher loop failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
             timeout = min(_IDLE_S, max(0.0, self.cron.seconds_to_next()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+
+    async def _resync(self) -> None:
+        """Reload every trigger: catches changes made around the admin API (a script or an
+        app deleted with its triggers by cascade, a restored backup)."""
+        rows = {t.id: t for t in await self.db.read(all_triggers)}
+        self._synced_at = time.monotonic()
+        for trigger_id in set(self.triggers) - set(rows):
+            self._apply(trigger_id, None)
+        for t in rows.values():
+            old = self.triggers.get(t.id)
+            if old != t:
+                self._apply(t.id, t, reschedule=old is not None)
 
     async def stop(self) -> None:
         """Cancel every lane (their events stay in the outbox) and purge what was delivered."""
@@ -139,18 +163,21 @@ class Dispatcher:
 
     def trigger_changed(self, trigger_id: str) -> None:
         """The admin API created, changed or deleted a trigger: reload it."""
-        t = self.db.read_now(lambda conn: get_trigger(conn, trigger_id))
+        self._apply(trigger_id, self.db.read_now(lambda conn: get_trigger(conn, trigger_id)))
+        self._wake.set()
+
+    def _apply(self, trigger_id: str, t: Trigger | None, *, reschedule: bool = True) -> None:
         if t is None:
             self.triggers.pop(trigger_id, None)
             self._parked.pop(trigger_id, None)
             self._trigger_slots.pop(trigger_id, None)
             self.cron.forget(trigger_id)
-        else:
-            self.triggers[t.id] = t
+            return
+        self.triggers[t.id] = t
+        if reschedule:
             self.cron.schedule(t, catch_up=False)
-            if t.enabled:
-                self._refill(t.id)
-        self._wake.set()
+        if t.enabled:
+            self._refill(t.id)
 
     # ---- loading events
 
@@ -234,7 +261,12 @@ class Dispatcher:
                 if wait_ms > 0:
                     await asyncio.sleep(wait_ms / 1000)
                     continue  # the trigger may have changed meanwhile
-                after = await attempt(self, t, ev)
+                try:
+                    after = await attempt(self, t, ev)
+                except (sqlite3.Error, StoreError):
+                    # The event is still in the outbox: keep its place and try again later.
+                    log.exception("triggers: event %d could not be handled; retrying in 1 s", ev.id)
+                    after = dataclasses.replace(ev, next_at=now_ms() + 1000)
                 if after is None:
                     lane.popleft()
                     self._unload(ev)
