@@ -26,6 +26,10 @@ from picloud.state import DB, RUNTIME
 from picloud.store import migrate
 from tests.conftest import ADMIN_TOKEN, Daemon
 
+ON_GADGET = """
+def handle(ctx):
+    kv.collection("seen").set(ctx["event"]["key"], ctx["event"]["op"])
+"""
 HELLO = """
 def handle(ctx):
     return {"v": VERSION, "secret": ctx["secrets"].get("GREETING")}
@@ -76,7 +80,7 @@ async def populate(d: Daemon) -> dict[str, Any]:
             json={"source": HELLO.replace("VERSION", str(v))},
             expect=200,
         )
-    await d.deploy("on-widget", "def handle(ctx):\n    return None\n")
+    await d.deploy("on-widget", ON_GADGET)
     for k in range(20):
         await d.call(
             "PUT",
@@ -157,6 +161,20 @@ async def test_round_trip_through_a_fresh_daemon(daemon: Daemon, tmp_path: Path)
         assert await resp.json() == {"v": 3, "secret": "hi"}
         denied = await d.client.post("/api/v1/execute/hello")
         assert denied.status == 401
+        # The restored trigger fires, and the restored dead letter replays through it.
+        await d.call("PUT", "/api/v1/admin/apps/home/kv/gadgets/g2", json={"value": 1})
+        await d.call("POST", "/api/v1/admin/dead-letters/dl_backup1/replay", expect=202)
+        for key in ("g2", "g1"):
+            assert await _eventually_seen(d, key) == "insert", key
+
+
+async def _eventually_seen(d: Daemon, key: str) -> Any:
+    for _ in range(100):
+        resp = await d.client.get(f"/api/v1/admin/apps/home/kv/seen/{key}", headers=d.headers)
+        if resp.status == 200:
+            return (await resp.json())["value"]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the trigger never ran for {key}")
 
 
 async def test_archive_holds_a_standalone_db_and_a_manifest(
@@ -292,6 +310,21 @@ def test_restore_refuses_a_corrupt_archive(tmp_path: Path) -> None:
     done = cli("restore", str(bad), state=tmp_path / "state")
     assert done.returncode == 1
     assert "sha256 does not match" in done.stderr
+    # Members out of order, or bigger than the manifest says, are refused before extraction.
+    for order, body in (
+        (("picloud.db", "manifest.json"), files["picloud.db"]),
+        (("manifest.json", "picloud.db"), files["picloud.db"] + b"\x00" * 4096),
+    ):
+        odd = tmp_path / "odd.tar.gz"
+        with tarfile.open(odd, "w:gz") as tar:
+            for name in order:
+                data = files[name] if name == "manifest.json" else body
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        done = cli("restore", str(odd), state=tmp_path / "state")
+        assert done.returncode == 1
+        assert "manifest" in done.stderr, done.stderr
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"not a tarball")
     done = cli("restore", str(garbage), state=tmp_path / "state")

@@ -42,6 +42,7 @@ DATABASE = "picloud.db"
 CONFIG = "picloud.toml"
 _MEMBERS = {MANIFEST, DATABASE, CONFIG}
 _CHUNK = 1 << 20
+_MAX_MANIFEST = 1 << 20
 _ADMIN_TOKEN_LINE = re.compile(r"^\s*admin_token\s*=.*$", re.MULTILINE)
 
 
@@ -131,26 +132,29 @@ def _write_tar(path: Path, manifest: dict[str, Any], files: list[tuple[str, Path
 
 
 def extract_verified(archive: Path, dest: Path) -> dict[str, Any]:
-    """Unpack `archive` into the directory `dest`, checking every member against the manifest."""
+    """Unpack `archive` into the directory `dest`, checking every member against the manifest.
+
+    The manifest comes first, so each member's size is checked before a byte of it is
+    written: a damaged or hostile archive cannot fill the disk.
+    """
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            found = _extract(tar, dest)
+            manifest, found = _extract(tar, dest)
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise ArchiveError(f"{archive} is not a readable PiCloud backup: {exc}") from exc
-    if MANIFEST not in found:
-        raise ArchiveError(f"{archive} has no {MANIFEST}: not a PiCloud backup")
-    manifest = _manifest((dest / MANIFEST).read_bytes())
+    if manifest is None:
+        raise ArchiveError(f"{archive} is empty: not a PiCloud backup")
     listed = set(manifest["files"])
-    if DATABASE not in listed or listed != found - {MANIFEST}:
+    if DATABASE not in listed or listed != found:
         raise ArchiveError(f"{archive}: members {sorted(found)} do not match the manifest")
     for name, want in manifest["files"].items():
-        got = _digest(dest / name)
-        if got["sha256"] != want.get("sha256") or got["size"] != want.get("size"):
+        if _digest(dest / name)["sha256"] != want.get("sha256"):
             raise ArchiveError(f"{archive}: {name} is corrupt (its sha256 does not match)")
     return manifest
 
 
-def _extract(tar: tarfile.TarFile, dest: Path) -> set[str]:
+def _extract(tar: tarfile.TarFile, dest: Path) -> tuple[dict[str, Any] | None, set[str]]:
+    manifest: dict[str, Any] | None = None
     found: set[str] = set()
     for info in tar:
         # Only our own flat members, as regular files: no paths, links or devices.
@@ -159,11 +163,19 @@ def _extract(tar: tarfile.TarFile, dest: Path) -> set[str]:
         source = tar.extractfile(info)
         if source is None:
             raise ArchiveError(f"cannot read member {info.name}")
+        if manifest is None:
+            if info.name != MANIFEST or info.size > _MAX_MANIFEST:
+                raise ArchiveError(f"{MANIFEST} must come first: not a PiCloud backup")
+            manifest = _manifest(source.read())
+            continue
+        want = manifest["files"].get(info.name)
+        if not isinstance(want, dict) or want.get("size") != info.size:
+            raise ArchiveError(f"{info.name} does not match the manifest")
         fd = os.open(dest / info.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(source, out, _CHUNK)
         found.add(info.name)
-    return found
+    return manifest, found
 
 
 def _manifest(raw: bytes) -> dict[str, Any]:

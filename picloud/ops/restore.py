@@ -61,7 +61,6 @@ def restore(archive_path: Path, state_dir: Path, *, force: bool = False) -> Rest
         config = staging / archive.CONFIG
         if config.exists():
             config.rename(staging / RESTORED_CONFIG)
-        (staging / archive.MANIFEST).unlink()
         moved = _install(staging, state_dir, occupied)
     except archive.ArchiveError as exc:
         raise RestoreError(str(exc)) from exc
