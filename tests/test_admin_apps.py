@@ -153,3 +153,26 @@ async def test_secret_bad_name_and_value(daemon: Daemon) -> None:
     assert "surrogate" in body["error"]["message"]
     listed = await daemon.call("GET", f"{APPS}/home/secrets", expect=200)
     assert listed["items"] == []
+
+
+async def test_a_key_calls_private_scripts_of_its_app_until_revoked(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    await daemon.make_app("other")
+    source = "def handle(ctx):\n    return {'secret': ctx['secrets'].get('S')}\n"
+    await daemon.deploy("private", source, app="home", public=False)
+    await daemon.call("PUT", f"{APPS}/home/secrets/S", json={"value": "v1"}, expect=200)
+    key = await daemon.call("POST", f"{APPS}/home/keys", json={}, expect=201)
+    foreign = (await daemon.call("POST", f"{APPS}/other/keys", json={}, expect=201))["key"]
+    url = "/api/v1/execute/private"
+    resp = await daemon.client.get(url, headers={"Authorization": f"Bearer {key['key']}"})
+    assert resp.status == 200
+    assert await resp.json() == {"secret": "v1"}
+    resp = await daemon.client.get(url, headers={"X-PiCloud-Key": key["key"]})
+    assert resp.status == 200
+    for bad in (foreign, key["prefix"], "", "pc_key_x"):
+        resp = await daemon.client.get(url, headers={"X-PiCloud-Key": bad})
+        assert resp.status == 401, bad
+    await daemon.call("DELETE", f"{APPS}/home/keys/{key['id']}", expect=204)
+    resp = await daemon.client.get(url, headers={"X-PiCloud-Key": key["key"]})
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "unauthorized"
