@@ -147,6 +147,7 @@ def _shoot(page: Page, name: str) -> None:
     """Save the page at desktop and phone width (git-ignored artifacts)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_load_state("networkidle")
+    page.evaluate("document.getElementById('toasts').replaceChildren(); window.scrollTo(0, 0)")
     page.screenshot(path=SHOTS / f"{name}-desktop.png", full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=SHOTS / f"{name}-phone.png", full_page=True)
@@ -341,6 +342,41 @@ def test_system_page_shows_health_and_sandbox(page: Page) -> None:
     page.wait_for_timeout(3500)  # a second sample draws the chart lines
     expect(page.locator("svg.spark .spark-line").first).to_be_attached()
     _shoot(page, "system")
+
+
+def test_diff_and_highlighter_modules(page: Page) -> None:
+    """The hand-written LCS diff and Python highlighter, run as the browser loads them."""
+    result = page.evaluate(
+        """async () => {
+            const main = document.querySelector("script[type=module]").src;
+            const base = main.replace(/main\\.js$/, "");
+            const { diffLines } = await import(base + "diff.js");
+            const { highlightPython } = await import(base + "highlight.js");
+            const { errorLine } = await import(base + "editor.js");
+            const ops = (a, b) => diffLines(a, b).map((r) => r.op + r.text).join("|");
+            return {
+                same: ops("a\\nb", "a\\nb"),
+                change: ops("a\\nb\\nc", "a\\nB\\nc"),
+                insert: ops("a\\nc", "a\\nb\\nc"),
+                remove: ops("a\\nb\\nc", "a\\nc"),
+                numbers: diffLines("x\\ny", "y").map((r) => [r.op, r.a ?? 0, r.b ?? 0]),
+                html: highlightPython("def f(x):  # <b>\\n    return 'a<b' + 1\\n"),
+                line: [errorLine("line 12: invalid syntax"), errorLine("no line here")],
+            };
+        }"""
+    )
+    assert result["same"] == " a| b"
+    assert result["change"] == " a|-b|+B| c"
+    assert result["insert"] == " a|+b| c"
+    assert result["remove"] == " a|-b| c"
+    assert result["numbers"] == [["-", 1, 0], [" ", 2, 1]]
+    html = result["html"]
+    assert '<span class="t-k">def</span> <span class="t-f">f</span>' in html
+    assert '<span class="t-c"># &lt;b&gt;</span>' in html
+    assert "<span class=\"t-s\">'a&lt;b'</span>" in html
+    assert '<span class="t-n">1</span>' in html
+    assert "<b>" not in html
+    assert result["line"] == [12, 0]
 
 
 def test_dark_mode_and_sign_out(page: Page) -> None:

@@ -44,10 +44,11 @@ function middle(a, b, offset) {
   while (i < a.length || j < b.length) {
     if (i < a.length && j < b.length && a[i] === b[j]) {
       out.push({ op: " ", text: a[i], a: offset + ++i, b: offset + ++j });
-    } else if (j < b.length && (i >= a.length || table[i * w + j + 1] >= table[(i + 1) * w + j])) {
-      out.push({ op: "+", text: b[j], b: offset + ++j });
-    } else {
+    } else if (i < a.length && (j >= b.length || table[(i + 1) * w + j] >= table[i * w + j + 1])) {
+      // Deletions before insertions, as unified diffs show a change.
       out.push({ op: "-", text: a[i], a: offset + ++i });
+    } else {
+      out.push({ op: "+", text: b[j], b: offset + ++j });
     }
   }
   return out;

@@ -39,6 +39,7 @@ export function toast(message, kind = "ok") {
   const box = document.getElementById("toasts");
   const item = h("div.toast." + kind, message);
   box.append(item);
+  while (box.childElementCount > 3) box.firstElementChild.remove();
   setTimeout(() => item.remove(), kind === "error" ? 7000 : 3500);
 }
 
