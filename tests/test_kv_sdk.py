@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Daemon
@@ -291,3 +293,36 @@ async def test_get_round_trips_are_fast(daemon: Daemon) -> None:
     # A loose floor for a shared test machine; the bench measures the real figure.
     assert out["get_per_s"] > 500, out
     assert time.perf_counter() - t0 < 10
+
+
+def _doc_examples() -> list[str]:
+    text = (Path(__file__).parent.parent / "docs" / "sdk.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+async def test_every_sdk_doc_example_runs(daemon: Daemon) -> None:
+    examples = _doc_examples()
+    assert len(examples) >= 10
+    await daemon.make_app("home")
+    await daemon.call("PUT", "/api/v1/admin/apps/home/secrets/api_token", json={"value": "s"})
+    for n, source in enumerate(examples):
+        await daemon.deploy(f"doc-{n}", source)
+        resp = await daemon.client.post(f"/api/v1/execute/doc-{n}/kitchen?unit=F", json={"t": 21.5})
+        body = await resp.read()
+        assert resp.status in (200, 201, 204), (n, source[:200], body)
+    # Spot checks of what the examples promise in their comments.
+    outputs = {}
+    for n, source in enumerate(examples):
+        if "set, get" in source or 'widgets.set("w1"' in source or "ttl=0.5" in source:
+            resp = await daemon.client.post(f"/api/v1/execute/doc-{n}")
+            outputs[n] = await resp.json()
+    assert {"before": True, "after": False} in outputs.values()
+    widgets = next(o for o in outputs.values() if "w1" in o)
+    assert widgets == {
+        "w1": {"name": "sprocket", "sizes": [1, 2, 3], "price": 2.5, "sold": False},
+        "missing": None,
+        "nothing": None,
+        "has_nothing": True,
+        "deleted": True,
+        "deleted_again": False,
+    }
