@@ -405,3 +405,29 @@ def test_rotate_keeps_the_newest(tmp_path: Path) -> None:
     removed = backup.rotate(tmp_path, 2)
     assert [p.name for p in removed] == names[:3]
     assert sorted(p.name for p in tmp_path.iterdir()) == [*names[3:], "unrelated.tar.gz"]
+
+
+def test_backup_of_a_crashed_state_dir_keeps_its_wal(tmp_path: Path) -> None:
+    """After a power cut the last commits live only in the -wal (and -shm is gone)."""
+    import shutil
+
+    from picloud.store.db import connect
+
+    live = tmp_path / "live"
+    live.mkdir()
+    conn = connect(live / "picloud.db")
+    migrate.upgrade(conn)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("INSERT INTO apps (id, created_at) VALUES ('crashed', 1)")
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("picloud.db", "picloud.db-wal"):
+        shutil.copy(live / name, crashed / name)
+    conn.close()
+    out = tmp_path / "a.tar.gz"
+    archive.create(crashed / "picloud.db", out)
+    snap = tmp_path / "snap.db"
+    snap.write_bytes(members(out.read_bytes())["picloud.db"])
+    check = sqlite3.connect(snap)
+    assert check.execute("SELECT id FROM apps").fetchall() == [("crashed",)]
+    check.close()

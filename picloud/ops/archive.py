@@ -60,7 +60,7 @@ def snapshot_database(source: Path, dest: Path) -> int:
     """
     if not source.is_file():  # sqlite3.connect would create an empty database
         raise ArchiveError(f"no database at {source}")
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10.0)
+    src = _open_source(source)
     try:
         dst = sqlite3.connect(dest, isolation_level=None)
         try:
@@ -76,6 +76,20 @@ def snapshot_database(source: Path, dest: Path) -> int:
         raise ArchiveError(f"cannot snapshot {source}: {exc}") from exc
     finally:
         src.close()
+
+
+def _open_source(source: Path) -> sqlite3.Connection:
+    """Read-only where possible; a normal connection when a crash left a WAL to recover."""
+    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10.0)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        try:
+            return sqlite3.connect(source, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"cannot open {source}: {exc}") from exc
 
 
 def create(db_path: Path, out: Path, config: Path | None = None) -> dict[str, Any]:
