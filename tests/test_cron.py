@@ -181,3 +181,49 @@ async def test_disabled_cron_trigger_does_not_catch_up(
 async def test_schedules_accepted(daemon: Daemon, schedule: str) -> None:
     t = await make_cron(daemon, TICK, schedule=schedule)
     assert t["schedule"] == schedule
+
+
+def _every(period_ms: int) -> Any:
+    """A stand-in for next_due that fires every `period_ms` (the real cron minimum is a
+    minute): the clock's timer, firing, skip and delivery paths stay the real ones."""
+
+    def due(schedule: str, timezone: str | None, after_ms: int) -> int:
+        return (after_ms // period_ms + 1) * period_ms
+
+    return due
+
+
+async def test_the_clock_fires_live_runs(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("picloud.triggers.cron_loop.next_due", _every(300))
+    t = await make_cron(daemon, TICK)
+
+    async def ticks() -> dict[str, Any] | None:
+        got = await kv_items(daemon, "ticks")
+        return got if len(got) >= 3 else None
+
+    got = await wait_for(ticks, limit_s=10, what="three live runs")
+    stamps = sorted(ms(at.replace("Z", "+00:00")) for at in got)
+    assert all(s % 300 == 0 for s in stamps)  # `at` is the scheduled time
+    assert len(set(stamps)) == len(stamps)
+    info = await daemon.call("GET", f"{T}/{t['id']}", expect=200)
+    assert info["skipped_runs"] == 0
+
+
+async def test_a_live_run_still_going_skips_the_next(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("picloud.triggers.cron_loop.next_due", _every(200))
+    slow = TICK + "    import time\n    time.sleep(1.0)\n"
+    t = await make_cron(daemon, slow)
+
+    async def skipped() -> dict[str, Any] | None:
+        got: dict[str, Any] = await daemon.call("GET", f"{T}/{t['id']}", expect=200)
+        return got if got["skipped_runs"] >= 2 else None
+
+    await wait_for(skipped, limit_s=10, what="skipped runs")
+    await asyncio.sleep(1.2)
+    ticks = await kv_items(daemon, "ticks")
+    # Runs are 1 s long and due every 200 ms: they never overlapped, so few ran.
+    assert 1 <= len(ticks) <= 4
+    stamps = sorted(ms(at.replace("Z", "+00:00")) for at in ticks)
+    assert all(b - a >= 800 for a, b in zip(stamps, stamps[1:], strict=False))
