@@ -6,7 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+from picloud.config import Settings
 from tests.conftest import Daemon
+from tests.test_cron import edit_db, running
 from tests.test_triggers import KV, T, kv_items, wait_for
 
 DL = "/api/v1/admin/dead-letters"
@@ -266,3 +268,47 @@ async def test_slow_trigger_does_not_hold_up_others_or_http(daemon: Daemon) -> N
     away = await daemon.call("GET", "/api/v1/admin/apps/away/kv/seen?limit=10", expect=200)
     assert away["items"]
     assert time.monotonic() - started < 1.4, "waited for the slow handler"
+
+
+async def test_retry_state_and_dead_letter_script_survive_a_restart(
+    settings: Settings, admin: dict[str, str]
+) -> None:
+    async with running(settings, admin) as d:
+        t = await setup(d, max_attempts=2, backoff_base_ms=60_000, backoff_max_ms=60_000)
+        await d.call("PUT", f"{KV}/widgets/r", json={"value": 1}, expect=200)
+
+        async def retrying() -> bool:
+            got = await d.call("GET", f"{T}/{t['id']}", expect=200)
+            return bool(got["retrying"] == 1)
+
+        await wait_for(retrying, what="the first failed attempt")
+    # While it was down: the retry fell due, and a dead letter's script had not run yet.
+    edit_db(settings, "UPDATE events SET next_at = 0")
+    edit_db(
+        settings,
+        "INSERT INTO dead_letters (id, app_id, trigger_id, script_id, order_key, event, attempts,"
+        " error, created_at, handler_script_id) VALUES ('dl_old', 'home', ?, 'bad', 'k',"
+        ' \'{"type":"kv","op":"insert","collection":"widgets","key":"old","value":0,"at":"x"}\','
+        " 3, 'boom', 0, 'dl')",
+        t["id"],
+    )
+    async with running(settings, admin) as d:
+        await wait_for(
+            lambda: _when_len(dead_letters(d, f"trigger={t['id']}"), 2), what="two dead letters"
+        )
+        dls = await dead_letters(d)
+        fresh = next(x for x in dls if x["id"] != "dl_old")
+        assert fresh["attempts"] == 2  # 1 before the restart + 1 after: the count was kept
+        assert (await kv_items(d, "attempts"))["r"] == 2
+        seen = await wait_for(
+            lambda: _when(kv_items(d, "dlseen"), lambda s: {"old", "r"} <= set(s)),
+            what="both dead-letter script runs",
+        )
+        assert seen["old"]["event"]["error"] == "boom"
+        old = await d.call("GET", f"{DL}/dl_old", expect=200)
+        assert old["handler_status"] in ("pending", "ok")
+
+
+async def _when(value: Any, ok: Any) -> Any:
+    result = await value
+    return result if ok(result) else None
