@@ -205,10 +205,11 @@ def _trigger_rows(tr: dict[str, Any]) -> list[Row]:
         growth = off["backlog_growth_per_s"]
         met = None if growth is None else growth <= 0.05 * off["offered_per_s"]
         series = " → ".join(str(s["backlog"]) for s in off["samples"])
+        peak = max((s["backlog"] for s in off["samples"]), default=None)
         rows.append(
             (
-                f"backlog at {off['offered_per_s']:.0f} events/s offered (per s: {series})",
-                f"{_n(growth)} events/s growth",
+                f"backlog at {off['offered_per_s']:.0f} events/s offered, pending each s: {series}",
+                f"{_n(growth)} events/s growth (peak {_n(peak)})",
                 "no growth",
                 met,
             )

@@ -166,9 +166,7 @@ async def _offered(env: Env) -> dict[str, Any]:
             break
         await asyncio.sleep(0.05)
     drain_s = time.perf_counter() - drain_t0
-    backlog = [s["backlog"] for s in samples]
-    half = len(backlog) // 2
-    growth = (backlog[-1] - backlog[half]) / max(1, len(backlog) - 1 - half) if backlog else None
+    growth = _slope([(s["t_s"], s["backlog"]) for s in samples])
     return {
         "offered_per_s": rate,
         "samples": samples,
@@ -186,6 +184,18 @@ async def _sample(env: Env, tid: str, t0: float, offered: int) -> dict[str, Any]
         "t_s": round(time.perf_counter() - t0, 2),
         "offered": offered,
         "handled": done,
-        "backlog": offered - done,
+        # The outbox's own count where the admin API reports it; else written - handled.
+        "backlog": pending if pending is not None else offered - done,
         "pending_api": pending,
     }
+
+
+def _slope(points: list[tuple[float, int]]) -> float | None:
+    """Least-squares growth per second of the backlog over the whole offered period."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else None
