@@ -6,7 +6,9 @@ import re
 import statistics
 from typing import Any
 
-__all__ = ["render"]
+__all__ = ["embed", "render"]
+
+START, END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 
 Row = tuple[str, str, str, bool | None]  # figure, measured, target, met
 
@@ -279,3 +281,14 @@ def render(res: dict[str, Any]) -> str:
     if errors:
         out += ["", "## What could not be measured", ""] + [f"- {e}" for e in errors]
     return "\n".join(out) + "\n"
+
+
+def embed(doc: str, latest: str) -> str:
+    """docs/performance.md with the text between its markers replaced by this run's report,
+    headings moved two levels down so they nest under the doc's own."""
+    if START not in doc or END not in doc:
+        raise ValueError(f"no {START} ... {END} markers in the document")
+    body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", latest, flags=re.M)
+    head, rest = doc.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{START}\n{body.rstrip()}\n{END}{tail}"

@@ -39,12 +39,13 @@ from bench.measure import Opts
 from bench.peers import run_peers
 from bench.picloud_server import Admin, BenchError, start_picloud, wait_ready
 from bench.procs import free_port, kill_all, start_server, wait_http
-from bench.report import render
+from bench.report import embed, render
 from bench.trigger_bench import run_triggers
 
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 SECTIONS = ("executor", "kv", "triggers", "peers")
 Section = Callable[[Env], Awaitable[dict[str, Any]]]
 
@@ -59,6 +60,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--max-minutes", type=float, default=9.5, help="hard cap on the whole run")
     ap.add_argument("--out", type=Path, default=RESULTS / "latest.md")
+    ap.add_argument(
+        "--docs", action="store_true", help="also put the report into docs/performance.md"
+    )
     args = ap.parse_args(argv)
     args.only = [s for s in args.only.split(",") if s]
     if args.no_peers and "peers" in args.only:
@@ -190,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     print(f"[bench] written {args.out} and {args.out.with_suffix('.json')}", flush=True)
+    if args.docs:
+        DOCS.write_text(embed(DOCS.read_text(), text))
+        print(f"[bench] updated {DOCS}", flush=True)
     return 0
 
 
