@@ -34,6 +34,7 @@ FLAGS = [
     "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}
+SHARED: dict[str, str] = {}  # what one step hands the next (the flow runs in file order)
 DESKTOP = {"width": 1280, "height": 800}
 
 BROKEN = """from picloud.sdk import log
@@ -196,6 +197,7 @@ def test_create_an_app_and_a_key_shown_once(page: Page) -> None:
     page.get_by_role("button", name="New API key").click()
     key = page.locator("code.key")
     expect(key).to_contain_text("pc_")
+    SHARED["key"] = key.inner_text()
     page.get_by_label("Name").fill("GREETING")
     page.get_by_label("Value").fill("hi")
     page.get_by_role("button", name="Set secret").click()
@@ -251,6 +253,33 @@ def test_invoke_shows_response_and_the_runs_log(page: Page) -> None:
     _shoot(page, "invoke")
 
 
+def test_a_private_script_needs_the_app_key_in_the_console(page: Page) -> None:
+    _go(page, "scripts/hello")
+    page.get_by_label("Public (callable without an API key)").uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved")).to_be_visible()
+    _go(page, "invoke/hello")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".status-code")).to_contain_text("401")
+    expect(page.locator("pre.out").nth(1)).to_contain_text("unauthorized")
+    page.get_by_label("API key").fill(SHARED["key"])
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".status-code")).to_contain_text("200")
+    expect(page.locator("pre.log")).to_contain_text("hello from the dashboard test")
+
+
+def test_invocations_list_is_live(page: Page) -> None:
+    _go(page, "invocations?script=hello")
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_be_visible()
+    before = rows.count()
+    resp = page.request.post(
+        "/api/v1/execute/hello/live", data={"n": 1}, headers={"X-PiCloud-Key": SHARED["key"]}
+    )
+    assert resp.status == 200, resp.text()
+    expect(rows).to_have_count(before + 1, timeout=8_000)  # no reload: the list refreshes
+
+
 def test_invocations_list_and_one_with_its_log(page: Page) -> None:
     _go(page, "invocations?script=hello")
     rows = page.locator("tbody tr")
@@ -281,6 +310,59 @@ def test_kv_write_and_browse(page: Page) -> None:
     _go(page, "kv/home")
     expect(page.get_by_role("link", name="widgets")).to_be_visible()
     _shoot(page, "kv")
+
+
+def test_kv_pages_through_a_collection(page: Page) -> None:
+    for n in range(60):
+        resp = page.request.put(
+            f"/api/v1/admin/apps/home/kv/many/k{n:03d}",
+            data={"value": n},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert resp.ok, resp.text()
+    _go(page, "kv/home/many")
+    expect(page.get_by_role("link", name="k000")).to_be_visible()
+    expect(page.get_by_role("link", name="k050")).to_have_count(0)
+    page.get_by_role("button", name="Next →").click()
+    expect(page.get_by_role("link", name="k050")).to_be_visible()
+    expect(page.get_by_role("link", name="k000")).to_have_count(0)
+    expect(page.get_by_role("button", name="Next →")).to_be_disabled()
+    page.get_by_role("button", name="← Previous").click()
+    expect(page.get_by_role("link", name="k000")).to_be_visible()
+    page.get_by_label("Key prefix").fill("k05")
+    expect(page.locator("tbody tr")).to_have_count(10)
+    page.get_by_role("link", name="k059").click()
+    page.get_by_role("button", name="Delete key").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("Deleted k059")).to_be_visible()
+    expect(page.get_by_role("heading", name="KV: home / many", exact=True)).to_be_visible()
+    page.get_by_label("Key prefix").fill("k059")
+    expect(page.get_by_text('No keys start with "k059"')).to_be_visible()
+
+
+def test_trigger_validation_messages_and_enable_toggle(page: Page) -> None:
+    _go(page, "triggers")
+    page.get_by_label("Kind").select_option("cron")
+    page.get_by_label("Schedule (minute hour day month weekday, UTC)").fill("every five minutes")
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_text("Schedule needs five cron fields")).to_be_visible()
+    page.get_by_label("Schedule (minute hour day month weekday, UTC)").fill("61 * * * *")
+    page.get_by_role("button", name="Create trigger").click()  # passes the page, not the API
+    expect(page.get_by_role("alert").filter(has_text="bad_request")).to_be_visible()
+    page.get_by_label("Schedule (minute hour day month weekday, UTC)").fill("*/5 * * * *")
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_role("cell", name="*/5 * * * *")).to_be_visible()
+    toggle = page.get_by_role("row").filter(has_text="*/5 * * * *").get_by_role("checkbox")
+    toggle.uncheck()
+    expect(page.get_by_text("Trigger disabled")).to_be_visible()
+    listed = page.request.get(
+        "/api/v1/admin/triggers?app=home", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    assert [t["enabled"] for t in listed["items"] if t["kind"] == "cron"] == [False]
+    row = page.get_by_role("row").filter(has_text="*/5 * * * *")
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("cell", name="*/5 * * * *")).to_have_count(0)
 
 
 def test_a_kv_trigger_fires_on_a_dashboard_write(page: Page) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from picloud.api.common import doc
-from picloud.dashboard import Asset, bundle
+from picloud.dashboard import Asset, Bundle, bundle
 from picloud.errors import NotFound
 
 __all__ = ["routes"]
@@ -24,7 +26,7 @@ _REVALIDATE = "no-cache"
 @routes.get("/")
 @doc("The web dashboard (a single page; it uses only documented /api/v1 calls).", auth="none")
 async def index(request: web.Request) -> web.StreamResponse:
-    asset = bundle().assets.get("index.html")
+    asset = (await _bundle()).assets.get("index.html")
     if asset is None:
         raise NotFound("the dashboard is not installed")
     return _serve(request, asset, _REVALIDATE)
@@ -33,7 +35,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 @routes.get("/assets/{version}/{path:.+}")
 @doc("A dashboard file; immutable under the current bundle version.", auth="none")
 async def asset(request: web.Request) -> web.StreamResponse:
-    files = bundle()
+    files = await _bundle()
     path = request.match_info["path"]
     found = files.assets.get(path)
     if found is None or path == "index.html":
@@ -41,6 +43,13 @@ async def asset(request: web.Request) -> web.StreamResponse:
     # A stale version (a page loaded before an upgrade) still gets the file, uncached.
     fresh = request.match_info["version"] == files.version
     return _serve(request, found, _IMMUTABLE if fresh else _REVALIDATE)
+
+
+async def _bundle() -> Bundle:
+    # The first request reads and gzips every file: keep that off the event loop.
+    if bundle.cache_info().currsize:
+        return bundle()
+    return await asyncio.to_thread(bundle)
 
 
 def _serve(request: web.Request, asset: Asset, cache_control: str) -> web.StreamResponse:

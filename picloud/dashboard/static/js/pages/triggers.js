@@ -85,7 +85,7 @@ function createForm(picker, reload) {
   const script = select([], "");
   const deadLetter = select([["", "none"]], "");
   const attempts = h("input", { type: "number", min: 1, max: 100, value: 3 });
-  const error = h("div", { role: "alert" });
+  const error = h("div");
   const kvFields = h("div.grid", field("Collection", collection),
     h("fieldset.ops", h("legend", "Operations"), ops.map((box) => h("label.check", box, ` ${box.value}`))));
   const cronFields = h("div.grid", field("Schedule (minute hour day month weekday, UTC)", schedule));
@@ -107,7 +107,7 @@ function createForm(picker, reload) {
       ev.preventDefault();
       const body = triggerBody(picker.el.value, kind.value, { collection, ops, schedule, script, deadLetter, attempts });
       if (typeof body === "string") {
-        clear(error, h("div.alert.error", body));
+        clear(error, errorBox({ message: body }));
         return;
       }
       clear(error);
