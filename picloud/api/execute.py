@@ -8,13 +8,11 @@ from aiohttp import web
 
 from picloud.api.common import API, doc, read_body
 from picloud.auth import bearer, hash_key
-from picloud.errors import NotFound, Unauthorized
+from picloud.errors import NotFound, Unauthorized, Unavailable
 from picloud.executor.api import Job, Outcome, ScriptRef
 from picloud.executor.service import EXECUTOR
 from picloud.orchestrator.http import build_ctx, outcome_response
-from picloud.state import DB, SETTINGS
-from picloud.store import apps as store_apps
-from picloud.store import scripts as store_scripts
+from picloud.state import SETTINGS
 
 __all__ = ["routes"]
 
@@ -36,20 +34,20 @@ async def execute_tail(request: web.Request) -> web.StreamResponse:
 
 async def _execute(request: web.Request, tail: str) -> web.StreamResponse:
     app = request.app
-    db = app[DB]
+    lookup = app[EXECUTOR].lookup
+    if lookup is None:
+        raise Unavailable("the daemon is starting", headers={"Retry-After": "1"})
+    lookup.refresh()
     script_id = request.match_info["id"]
-    script = db.read_now(lambda conn: store_scripts.load_runnable(conn, script_id))
+    script = lookup.script(script_id)
     if script is None:
         raise NotFound(f"script {script_id!r:.80} does not exist")
     if not script.public:
         key = bearer(request, alt_header="X-PiCloud-Key")
-        app_id = script.app_id
-        if key is None or not db.read_now(
-            lambda conn: store_apps.key_matches(conn, app_id, hash_key(key))
-        ):
+        if key is None or not lookup.key_matches(script.app_id, hash_key(key)):
             raise Unauthorized("this script needs an API key of its app")
     body = await read_body(request, app[SETTINGS].max_execute_body_bytes)
-    secrets = db.read_now(lambda conn: store_apps.app_secrets(conn, script.app_id))
+    secrets = lookup.secrets(script.app_id)
     ctx = build_ctx(
         app_id=script.app_id,
         script_id=script.script_id,

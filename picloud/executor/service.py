@@ -22,6 +22,7 @@ from picloud.executor.records import Recorder
 from picloud.executor.zygote_client import ExitInfo, SpawnError, ZygoteClient
 from picloud.ids import new_id
 from picloud.orchestrator.admission import Admission
+from picloud.orchestrator.lookup import Lookup
 from picloud.state import DB, RUNTIME, SETTINGS
 from picloud.store.invocations import Invocation
 
@@ -49,6 +50,7 @@ class SandboxExecutor:
             settings.queue_timeout_ms / 1000,
         )
         self.recorder: Recorder | None = None
+        self.lookup: Lookup | None = None  # set by executor_ctx, once the store is open
         self._tasks: set[asyncio.Task[None]] = set()
         self.zygote.on_death = self._zygote_died
         self.zygote_restarts = 0
@@ -170,9 +172,11 @@ class SandboxExecutor:
         if key not in worker.seen:
             frame["source"] = script.source
         fresh = script.isolation == "fresh"
+        future = worker.channel.start(frame, job.depth)
+        # A plain timer on the result future: cheaper than asyncio.timeout() per run.
+        timer = asyncio.get_running_loop().call_later(script.timeout_ms / 1000, _expire, future)
         try:
-            async with asyncio.timeout(script.timeout_ms / 1000):
-                result = await worker.channel.start(frame, job.depth)
+            result = await future
         except TimeoutError:
             self.pool.kill(worker)
             self.pool.checkin(worker, reusable=False)
@@ -185,6 +189,8 @@ class SandboxExecutor:
             self.pool.kill(worker)  # the caller went away: nothing may keep running for it
             self.pool.checkin(worker, reusable=False)
             raise
+        finally:
+            timer.cancel()
         if result.get("loaded"):
             worker.seen.add(key)
         reusable = (
@@ -241,6 +247,11 @@ class SandboxExecutor:
         )
 
 
+def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 def _outcome(invocation_id: str, result: dict[str, Any]) -> Outcome:
     status: Status = result.get("status", "internal")
     if status not in ("ok", "script_error", "timeout", "resource_limit", "internal"):
@@ -286,6 +297,7 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = Recorder(app[DB])
     recorder.start()
     executor.recorder = recorder
+    executor.lookup = Lookup(app[DB])
     reaper = asyncio.create_task(executor._idle_reaper(), name="worker-idle-reaper")
     app[RUNTIME].pool_ready = executor.zygote.alive
     yield

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Invocation", "get", "insert_many", "list_invocations"]
+__all__ = ["Invocation", "data_version", "get", "insert_many", "list_invocations"]
 
 _SELECT = (
     "SELECT id, app_id, script_id, version, trigger, trigger_id, event_id, status, http_status,"
@@ -81,3 +81,9 @@ def list_invocations(
     # Only fixed column names from _FILTERS reach the SQL text; values are parameters.
     sql = _SELECT + clause + " ORDER BY id DESC LIMIT ?"
     return [Invocation(*row) for row in conn.execute(sql, [*params, limit])]
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """SQLite's counter of commits by other connections (for caches of the execute path)."""
+    row = conn.execute("PRAGMA data_version").fetchone()
+    return int(row[0])
