@@ -19,15 +19,16 @@ CONCS = (1, 32)
 async def run_executor(env: Env) -> dict[str, Any]:
     out: dict[str, Any] = {"cells": [], "errors": []}
     modes = await _deploy(env, out["errors"])
+    await asyncio.sleep(1)
+    out["memory_idle"] = memory_breakdown(env.picloud.pid)
+    # Ceiling and PiCloud cells back to back per concurrency, so both see the same
+    # neighbours on a shared machine.
     for conc in CONCS:
         cell = await measure(
             env.ceiling.pid, env.ceiling.base + "/hello", "aiohttp ceiling", "hello", conc, env.opts
         )
         out["cells"].append(cell.to_json())
-    await asyncio.sleep(1)
-    out["memory_idle"] = memory_breakdown(env.picloud.pid)
-    for mode, sid in modes.items():
-        for conc in CONCS:
+        for mode, sid in modes.items():
             try:
                 cell = await measure(
                     env.picloud.pid,
@@ -41,10 +42,9 @@ async def run_executor(env: Env) -> dict[str, Any]:
                 out["errors"].append(str(exc))
                 continue
             out["cells"].append(cell.to_json())
-        if mode == "warm":
-            # Workers are idle now: this is the memory a warm pool costs.
-            await asyncio.sleep(1.5)
-            out["memory_after_warm"] = memory_breakdown(env.picloud.pid)
+    # The warm workers have been idle through the last fresh cell: what a warm pool costs.
+    await asyncio.sleep(1.5)
+    out["memory_after_warm"] = memory_breakdown(env.picloud.pid)
     try:
         out["cold"] = await _cold_start(env, 5 if env.opts.quick else 15)
     except BenchError as exc:

@@ -53,6 +53,7 @@ async def _in_script(env: Env, out: dict[str, Any]) -> None:
 
 
 async def _counter(env: Env, out: dict[str, Any]) -> None:
+    # Ceiling and PiCloud cells back to back per concurrency (same neighbours).
     for conc in CONCS:
         cell = await measure(
             env.ceiling.pid,
@@ -63,11 +64,10 @@ async def _counter(env: Env, out: dict[str, Any]) -> None:
             env.opts,
         )
         out["cells"].append(cell.to_json())
-    for sid, key, system in (
-        ("counter", "counter", "PiCloud"),
-        ("counter-incr", "counter2", "PiCloud, get + incr"),
-    ):
-        for conc in CONCS:
+        for sid, key, system in (
+            ("counter", "counter", "PiCloud"),
+            ("counter-incr", "counter2", "PiCloud, get + incr"),
+        ):
             out["cells"].append((await _picloud_counter(env, sid, key, system, conc)).to_json())
 
 
