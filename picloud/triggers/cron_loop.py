@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import sqlite3
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfoNotFoundError
 
 from picloud.store.db import now_ms
 from picloud.store.outbox import delete_events, enqueue_cron_run, iso_ms
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["CronClock"]
 
 log = logging.getLogger("picloud.triggers")
+_BAD_SCHEDULE = (ValueError, KeyError, ZoneInfoNotFoundError)
 
 
 class CronClock:
@@ -36,17 +38,26 @@ class CronClock:
         if t.kind != "cron" or not t.enabled or t.schedule is None:
             self._due.pop(t.id, None)
             return
+        try:
+            self._schedule(t, t.schedule, catch_up)
+        except _BAD_SCHEDULE:
+            # Validated at creation; a schedule that fails now (a zone removed from tzdata)
+            # stops this trigger alone.
+            log.exception("cron trigger %s: cannot compute its next run", t.id)
+            self._due.pop(t.id, None)
+
+    def _schedule(self, t: Trigger, schedule: str, catch_up: bool) -> None:
         now = now_ms()
         base = t.last_fired_at if t.last_fired_at is not None else t.created_at
         if catch_up:
-            missed = latest_due(t.schedule, t.timezone, now)
+            missed = latest_due(schedule, t.timezone, now)
             if missed > base:
                 # Like systemd's Persistent=true: one run for all that were missed,
                 # stamped with the latest missed time so the handler can tell.
                 log.info("cron trigger %s: catching up the run due at %s", t.id, iso_ms(missed))
                 self._due[t.id] = missed
                 return
-        self._due[t.id] = next_due(t.schedule, t.timezone, max(base, now))
+        self._due[t.id] = next_due(schedule, t.timezone, max(base, now))
 
     def forget(self, trigger_id: str) -> None:
         self._due.pop(trigger_id, None)
@@ -69,7 +80,14 @@ class CronClock:
                 self._due.pop(trigger_id, None)
                 continue
             if await self._fire(t, t.schedule, due):
-                self._due[trigger_id] = next_due(t.schedule, t.timezone, max(due, now))
+                self._advance(t, t.schedule, max(due, now))
+
+    def _advance(self, t: Trigger, schedule: str, after_ms: int) -> None:
+        try:
+            self._due[t.id] = next_due(schedule, t.timezone, after_ms)
+        except _BAD_SCHEDULE:
+            log.exception("cron trigger %s: cannot compute its next run", t.id)
+            self._due.pop(t.id, None)
 
     async def _fire(self, t: Trigger, schedule: str, due: int) -> bool:
         """Queue or skip the run due at `due`; False when the trigger is gone."""

@@ -16,14 +16,13 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from picloud.executor.api import Executor
 from picloud.store import Database
-from picloud.store.db import StoreError, now_ms
+from picloud.store.db import now_ms
 from picloud.store.outbox import Event, delete_events, events_after, trigger_events
 from picloud.store.triggers import Trigger, all_triggers, get_trigger
 from picloud.triggers.cron_loop import CronClock
@@ -107,8 +106,8 @@ class Dispatcher:
                     await self._resync()
                 self._fetch()
                 await self.cron.fire_due()
-            except (sqlite3.Error, StoreError):
-                # The store hiccuped (disk full, locked): try again shortly, never give up.
+            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
+                # e.g. the store hiccuped (disk full, locked): try again shortly, never give up.
                 log.exception("triggers: the dispatcher loop failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 continue
@@ -263,10 +262,10 @@ class Dispatcher:
                     continue  # the trigger may have changed meanwhile
                 try:
                     after = await attempt(self, t, ev)
-                except (sqlite3.Error, StoreError):
+                except Exception:  # noqa: BLE001 - a stuck lane would stall its key for good
                     # The event is still in the outbox: keep its place and try again later.
-                    log.exception("triggers: event %d could not be handled; retrying in 1 s", ev.id)
-                    after = dataclasses.replace(ev, next_at=now_ms() + 1000)
+                    log.exception("triggers: event %d could not be handled; retrying in 5 s", ev.id)
+                    after = dataclasses.replace(ev, next_at=now_ms() + 5000)
                 if after is None:
                     lane.popleft()
                     self._unload(ev)
