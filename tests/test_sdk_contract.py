@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -284,3 +285,53 @@ async def test_log_and_print_are_captured(contract: Daemon) -> None:
     record = await resp.json()
     assert "printed" in record["log"]
     assert "hello world" in record["log"]
+
+
+ON_CHANGE = """
+def handle(ctx):
+    event = ctx["event"]
+    seen = {
+        "keys": sorted(ctx),
+        "event_keys": sorted(event),
+        "event": {k: event[k] for k in ("type", "op", "collection", "key", "value")},
+        "at": event["at"],
+        "is_dead_letter_handler": ctx["is_dead_letter_handler"],
+    }
+    kv.collection("seen").set(event["key"], seen)
+"""
+
+
+async def test_triggered_ctx_and_kv_event(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    await daemon.deploy("on-change", ON_CHANGE, public=False)
+    trigger = {"app": "home", "kind": "kv", "collection": "watched", "script": "on-change"}
+    await daemon.call("POST", "/api/v1/admin/triggers", json=trigger, expect=201)
+    await daemon.call(
+        "PUT", "/api/v1/admin/apps/home/kv/watched/k1", json={"value": {"n": 1}}, expect=200
+    )
+    for _ in range(100):
+        resp = await daemon.client.get("/api/v1/admin/apps/home/kv/seen/k1", headers=daemon.headers)
+        if resp.status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert resp.status == 200, await resp.text()
+    seen = (await resp.json())["value"]
+    assert seen["keys"] == [
+        "app_id",
+        "event",
+        "invocation_id",
+        "is_dead_letter_handler",
+        "script_id",
+        "sdk_version",
+        "secrets",
+    ]
+    assert seen["event_keys"] == ["at", "collection", "key", "op", "type", "value"]
+    assert seen["event"] == {
+        "type": "kv",
+        "op": "insert",
+        "collection": "watched",
+        "key": "k1",
+        "value": {"n": 1},
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", seen["at"]), seen["at"]
+    assert seen["is_dead_letter_handler"] is False
