@@ -8,7 +8,7 @@ from typing import Any
 
 from bench import scripts
 from bench.env import APP, Env
-from bench.measure import measure, memory_breakdown
+from bench.measure import Cell, measure, median_cells, memory_breakdown
 from bench.picloud_server import BenchError
 
 __all__ = ["run_executor"]
@@ -22,26 +22,12 @@ async def run_executor(env: Env) -> dict[str, Any]:
     await asyncio.sleep(1)
     out["memory_idle"] = memory_breakdown(env.picloud.pid)
     # Ceiling and PiCloud cells back to back per concurrency, so both see the same
-    # neighbours on a shared machine.
-    for conc in CONCS:
-        cell = await measure(
-            env.ceiling.pid, env.ceiling.base + "/hello", "aiohttp ceiling", "hello", conc, env.opts
-        )
-        out["cells"].append(cell.to_json())
-        for mode, sid in modes.items():
-            try:
-                cell = await measure(
-                    env.picloud.pid,
-                    env.execute_url(sid),
-                    f"PiCloud {mode}",
-                    "hello",
-                    conc,
-                    env.opts,
-                )
-            except BenchError as exc:
-                out["errors"].append(str(exc))
-                continue
-            out["cells"].append(cell.to_json())
+    # neighbours on a shared machine; whole rounds repeated, medians reported.
+    cells: list[Cell] = []
+    for _ in range(env.opts.rounds):
+        for conc in CONCS:
+            cells += await _round(env, modes, conc, out["errors"])
+    out["cells"] = [c.to_json() for c in median_cells(cells)]
     # The warm workers have been idle through the last fresh cell: what a warm pool costs.
     await asyncio.sleep(1.5)
     out["memory_after_warm"] = memory_breakdown(env.picloud.pid)
@@ -50,6 +36,29 @@ async def run_executor(env: Env) -> dict[str, Any]:
     except BenchError as exc:
         out["errors"].append(f"cold start: {exc}")
     return out
+
+
+async def _round(env: Env, modes: dict[str, str], conc: int, errors: list[str]) -> list[Cell]:
+    cells = [
+        await measure(
+            env.ceiling.pid, env.ceiling.base + "/hello", "aiohttp ceiling", "hello", conc, env.opts
+        )
+    ]
+    for mode, sid in modes.items():
+        try:
+            cells.append(
+                await measure(
+                    env.picloud.pid,
+                    env.execute_url(sid),
+                    f"PiCloud {mode}",
+                    "hello",
+                    conc,
+                    env.opts,
+                )
+            )
+        except BenchError as exc:
+            errors.append(str(exc))
+    return cells
 
 
 async def _deploy(env: Env, errors: list[str]) -> dict[str, str]:

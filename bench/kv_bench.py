@@ -10,7 +10,7 @@ from typing import Any
 from bench import scripts
 from bench.env import APP, Env
 from bench.load import count_run, run_load
-from bench.measure import Cell, Opts, measure
+from bench.measure import Cell, Opts, measure, median_cells
 from bench.picloud_server import BenchError
 from bench.procs import io_bytes
 
@@ -53,22 +53,27 @@ async def _in_script(env: Env, out: dict[str, Any]) -> None:
 
 
 async def _counter(env: Env, out: dict[str, Any]) -> None:
-    # Ceiling and PiCloud cells back to back per concurrency (same neighbours).
-    for conc in CONCS:
-        cell = await measure(
-            env.ceiling.pid,
-            env.ceiling.base + "/counter",
-            "aiohttp+SQLite ceiling",
-            "counter",
-            conc,
-            env.opts,
-        )
-        out["cells"].append(cell.to_json())
-        for sid, key, system in (
-            ("counter", "counter", "PiCloud"),
-            ("counter-incr", "counter2", "PiCloud, get + incr"),
-        ):
-            out["cells"].append((await _picloud_counter(env, sid, key, system, conc)).to_json())
+    # Ceiling and PiCloud cells back to back per concurrency (same neighbours), whole
+    # rounds repeated; medians reported.
+    cells: list[Cell] = []
+    for _ in range(env.opts.rounds):
+        for conc in CONCS:
+            cells.append(
+                await measure(
+                    env.ceiling.pid,
+                    env.ceiling.base + "/counter",
+                    "aiohttp+SQLite ceiling",
+                    "counter",
+                    conc,
+                    env.opts,
+                )
+            )
+            for sid, key, system in (
+                ("counter", "counter", "PiCloud"),
+                ("counter-incr", "counter2", "PiCloud, get + incr"),
+            ):
+                cells.append(await _picloud_counter(env, sid, key, system, conc))
+    out["cells"] = [c.to_json() for c in median_cells(cells)]
 
 
 async def _picloud_counter(env: Env, sid: str, key: str, system: str, conc: int) -> Cell:

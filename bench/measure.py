@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ from bench.load import probe, run_load
 from bench.picloud_server import BenchError
 from bench.procs import cpu_seconds
 
-__all__ = ["Cell", "Opts", "measure", "memory_breakdown"]
+__all__ = ["Cell", "Opts", "median_cells", "measure", "memory_breakdown"]
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Opts:
     warmup: float = 1.0
     gen: str = "auto"
     quick: bool = False
+    rounds: int = 2  # each cell measured this many times, interleaved; medians reported
 
 
 @dataclass
@@ -65,6 +67,39 @@ async def measure(pid: int, url: str, system: str, workload: str, conc: int, opt
     if res.requests:
         cell.cpu_us = 1e6 * (cpu1 - cpu0) / res.requests
     return cell
+
+
+def median_cells(cells: list[Cell]) -> list[Cell]:
+    """One cell per (system, conc), in first-seen order: medians of the rounds' figures,
+    sums of their counts; `extra` counts are summed too."""
+    groups: dict[tuple[str, int], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.system, c.conc), []).append(c)
+    return [_median_of(group) for group in groups.values()]
+
+
+def _med(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _median_of(group: list[Cell]) -> Cell:
+    first = group[0]
+    out = Cell(first.system, first.workload, first.conc, gen=first.gen)
+    out.rps = _med([c.rps for c in group]) or 0.0
+    out.p50_ms = _med([c.p50_ms for c in group])
+    out.p99_ms = _med([c.p99_ms for c in group])
+    out.cpu_us = _med([c.cpu_us for c in group])
+    out.requests = sum(c.requests for c in group)
+    out.errors = sum(c.errors for c in group)
+    out.non2xx = sum(c.non2xx for c in group)
+    out.extra = {"rounds": len(group), "rps_each": [round(c.rps, 1) for c in group]}
+    for key in ("counter_delta", "acked"):
+        if all(key in c.extra for c in group):
+            out.extra[key] = sum(c.extra[key] for c in group)
+    if out.extra.get("acked"):
+        out.extra["kept_pct"] = 100.0 * out.extra["counter_delta"] / out.extra["acked"]
+    return out
 
 
 def _mib(n: int) -> float:

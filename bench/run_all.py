@@ -57,6 +57,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-peers", action="store_true", help="skip the shared peers harness")
     ap.add_argument("--duration", type=float, help="seconds per measured run (5; quick 2)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per run (1; quick 0.5)")
+    ap.add_argument(
+        "--rounds", type=int, help="rounds of every cell, medians reported (2; quick 1)"
+    )
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--max-minutes", type=float, default=9.5, help="hard cap on the whole run")
     ap.add_argument("--out", type=Path, default=RESULTS / "latest.md")
@@ -85,7 +88,8 @@ def _describe(opts: Opts, argv: list[str]) -> dict[str, str]:
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "git commit": commit or "?",
         "load generator": (opts.gen if opts.gen != "auto" else ("wrk" if have_wrk() else "python"))
-        + f", closed loop, {opts.warmup:g} s warm-up + {opts.duration:g} s measured per cell",
+        + f", closed loop, {opts.warmup:g} s warm-up + {opts.duration:g} s measured per cell; "
+        f"{opts.rounds} interleaved round(s) of every cell, medians shown",
         "ratios": "against the ceiling measured in the same run, same concurrency",
     }
 
@@ -179,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0),
         gen=args.loadgen,
         quick=args.quick,
+        rounds=args.rounds or (1 if args.quick else 2),
     )
     atexit.register(kill_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.run(_run(args, opts, res))
     finally:
         kill_all()
+    res["meta"]["describe"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = render(res)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
