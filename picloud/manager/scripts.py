@@ -11,7 +11,7 @@ from picloud.config import Settings
 from picloud.errors import BadRequest, Conflict, NotFound
 from picloud.ids import check_slug
 from picloud.manager.apps import require_app
-from picloud.manager.source import check_source
+from picloud.manager.source import check_source_off_loop
 from picloud.store import Database
 from picloud.store import scripts as store
 from picloud.store.scripts import Script, ScriptSettings, Version
@@ -89,7 +89,7 @@ def parse_create(data: dict[str, Any], settings: Settings) -> tuple[str, str, st
 async def create_script(
     db: Database, script_id: str, app_id: str, source: str, cfg: ScriptSettings
 ) -> Script:
-    check_source(script_id, source)
+    await check_source_off_loop(script_id, source)
 
     def write(conn: sqlite3.Connection) -> Script:
         require_app(conn, app_id)
@@ -113,7 +113,7 @@ async def update_script(
 ) -> Script:
     """Applies the changed settings and, when a source is given, makes it a new version."""
     if spec.source is not None:
-        check_source(script_id, spec.source)
+        await check_source_off_loop(script_id, spec.source)
 
     def write(conn: sqlite3.Connection) -> Script:
         current = _current(conn, script_id)
