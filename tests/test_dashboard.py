@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -421,8 +422,10 @@ def test_system_page_shows_health_and_sandbox(page: Page) -> None:
     _go(page, "system")
     expect(page.get_by_text("Temperature").first).to_be_visible()
     expect(page.get_by_role("heading", name="Sandbox layers in force", exact=True)).to_be_visible()
-    page.wait_for_timeout(3500)  # a second sample draws the chart lines
-    expect(page.locator("svg.spark .spark-line").first).to_be_attached()
+    # A second sample (3 s later) draws the chart lines.
+    line = page.locator("svg.spark .spark-line").first
+    expect(line).to_have_attribute("d", re.compile(r"^M[\d.,]+L"), timeout=8_000)
+    expect(page.get_by_text("Uptime")).to_be_visible()
     _shoot(page, "system")
 
 
@@ -459,6 +462,35 @@ def test_diff_and_highlighter_modules(page: Page) -> None:
     assert '<span class="t-n">1</span>' in html
     assert "<b>" not in html
     assert result["line"] == [12, 0]
+
+
+def test_revoke_a_key_and_delete_an_app(page: Page) -> None:
+    _go(page, "apps")
+    page.get_by_label("New app id").fill("scratch")
+    page.get_by_role("button", name="Create app").click()
+    page.get_by_role("link", name="scratch", exact=True).click()
+    page.get_by_role("button", name="New API key").click()
+    expect(page.locator("code.key")).to_contain_text("pc_")
+    page.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("No API keys")).to_be_visible()
+    page.get_by_role("button", name="Delete app").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("heading", name="App: scratch", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Delete app").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("heading", name="Apps", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="home", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="scratch", exact=True)).to_have_count(0)
+
+
+def test_ctrl_s_deploys_from_the_editor(page: Page) -> None:
+    _go(page, "scripts/on-widget")
+    editor = page.get_by_label("Script source")
+    editor.fill(ON_WIDGET + "\n# saved with the keyboard\n")
+    editor.press("Control+s")
+    expect(page.locator(".section-meta")).to_contain_text("v2")
+    expect(page.locator(".ed-hl .t-c").last).to_have_text("# saved with the keyboard")
 
 
 def test_dark_mode_and_sign_out(page: Page) -> None:

@@ -32,8 +32,8 @@ function signIn(message) {
       setToken(input.value.trim());
       try {
         await call("GET", "admin/apps?limit=1", undefined, { probe: true });
-        if (!location.hash || location.hash === "#/") location.hash = "#/apps";
-        shell();
+        if (!location.hash || location.hash === "#/") history.replaceState(null, "", "#/apps");
+        shell(ev);
       } catch (err) {
         clearToken();
         const text = err instanceof ApiError && err.status === 401
@@ -63,7 +63,7 @@ function logo() {
   return img;
 }
 
-function shell() {
+function shell(navigation) {
   const nav = h("nav.nav", { "aria-label": "Sections" },
     PAGES.map(([id, label]) => h("a", { href: `#/${id}`, "data-page": id }, label)));
   // Choosing the page already shown reloads it (no hashchange fires for the same hash).
@@ -74,7 +74,7 @@ function shell() {
   const out = h("button.link.signout", { type: "button", onclick: signOut }, "Sign out");
   const main = h("main#main", { tabindex: "-1" });
   clear(root, h("header.top", h("a.brand", { href: "#/apps" }, logo(), "PiCloud"), nav, out), main);
-  route();
+  route(navigation);
 }
 
 function signOut() {

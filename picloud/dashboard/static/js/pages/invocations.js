@@ -28,6 +28,8 @@ function renderList(main, params) {
       { label: "Script", render: (r) => r.script ?? r.script_id },
       { label: "Status", render: (r) => statusBadge(r.status) },
       { label: "Trigger", render: (r) => r.trigger || "http" },
+      { label: "HTTP", render: (r) => r.http_status ?? "—", class: "num" },
+      { label: "Error", render: (r) => (r.error ? h("code.preview", r.error.split("\n")[0].slice(0, 80)) : "") },
       { label: "Duration", render: (r) => ms(r.duration_ms), class: "num" },
     ], items, { label: "Invocations", onRow: (r) => (location.hash = `#/invocations/${enc(r.id)}`) })
       : empty("No invocations match", "Runs appear here as scripts are called or triggered.")),

@@ -170,6 +170,14 @@ function renderScript(main, id) {
         }
       }),
     }, "Deploy");
+    deploy.title = "Deploy (Ctrl+S)";
+    // Ctrl+S (Cmd+S) deploys, as editors save.
+    editor.textarea.addEventListener("keydown", (ev) => {
+      if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "s") {
+        ev.preventDefault();
+        deploy.click();
+      }
+    });
     clear(body,
       section("Source", h("div.section-meta", "Current version ", title, " · app ", link(`#/apps/${enc(script.app)}`, script.app)),
         editor.el, error, h("div.actions", deploy)),

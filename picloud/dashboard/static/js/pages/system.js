@@ -81,9 +81,18 @@ function view(sys) {
       h("dt", "Writes per day"), h("dd", disk.written_bytes_per_day === undefined ? "—" : bytes(disk.written_bytes_per_day)),
       sys.database ? [h("dt", "Database"), h("dd", `${bytes(sys.database.size_bytes)} + WAL ${bytes(sys.database.wal_bytes)}`)] : null,
       sys.processes ? [h("dt", "Daemon memory"), h("dd", `${bytes(sys.processes.daemon_rss_bytes)}; workers ${bytes(sys.processes.workers_rss_bytes)} in ${sys.processes.worker_processes}`)] : null,
+      sys.uptime ? [h("dt", "Uptime"), h("dd", `daemon ${duration(sys.uptime.daemon_s)}, system ${duration(sys.uptime.system_s)}`)] : null,
       sys.invocations ? [h("dt", "Invocations"), h("dd", `${sys.invocations.running ?? "—"} running, ${sys.invocations.queued ?? "—"} queued`)] : null)),
     section("Sandbox layers in force", sandbox(sys.sandbox, sys.memory_cgroup)),
   ];
+}
+
+function duration(seconds) {
+  if (typeof seconds !== "number") return "—";
+  const d = Math.floor(seconds / 86400);
+  const hrs = Math.floor((seconds % 86400) / 3600);
+  const min = Math.floor((seconds % 3600) / 60);
+  return d ? `${d} d ${hrs} h` : hrs ? `${hrs} h ${min} min` : `${min} min`;
 }
 
 function meter(percent) {
