@@ -289,18 +289,23 @@ class Dispatcher:
     @contextlib.asynccontextmanager
     async def slot(self, app_id: str, trigger_id: str | None) -> AsyncIterator[None]:
         """A place among the concurrent handler runs: per trigger, per app, overall."""
-        async with contextlib.AsyncExitStack() as stack:
-            if trigger_id is not None:
-                await stack.enter_async_context(
-                    _sem(self._trigger_slots, trigger_id, self.limits.per_trigger)
-                )
-            await stack.enter_async_context(_sem(self._app_slots, app_id, self.limits.per_app))
-            await stack.enter_async_context(self._total)
+        # Innermost last: a run waiting for its trigger's turn holds no app or total slot.
+        sems = [_sem(self._app_slots, app_id, self.limits.per_app), self._total]
+        if trigger_id is not None:
+            sems.insert(0, _sem(self._trigger_slots, trigger_id, self.limits.per_trigger))
+        held: list[asyncio.Semaphore] = []
+        try:
+            for sem in sems:
+                await sem.acquire()
+                held.append(sem)
             self.stats.in_flight += 1
             try:
                 yield
             finally:
                 self.stats.in_flight -= 1
+        finally:
+            for sem in reversed(held):
+                sem.release()
 
     # ---- purge of delivered events
 
