@@ -14,7 +14,7 @@ __all__ = ["check_source", "check_source_off_loop"]
 
 # compile() holds the GIL for its whole run (~0.5 s for 256 KiB on a fast core), so a
 # thread does not keep the event loop going: larger sources are checked in a child process.
-INLINE_BYTES = 16 * 1024
+INLINE_BYTES = 4 * 1024
 _CHILD_TIMEOUT_S = 60.0
 _REFUSED = 3
 
