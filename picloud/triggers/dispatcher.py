@@ -34,8 +34,10 @@ __all__ = ["Dispatcher", "Limits"]
 log = logging.getLogger(__name__)
 
 _FETCH = 512  # rows per scan query
-_MAX_LOADED = 20_000  # events held in memory at once, all triggers
-_PER_TRIGGER = 2_000  # events held in memory per trigger before it is parked
+# Events held in memory at once (each key with events has a task): ~16 MB at worst, and
+# 16 triggers must be full before one more is kept waiting by the total.
+_MAX_LOADED = 8192
+_PER_TRIGGER = 512  # events held in memory per trigger before it is parked
 _PURGE_DELAY_S = 0.02  # delivered events are deleted in batches this often
 _IDLE_S = 60.0  # the longest sleep without a wake (re-reads the wall clock for cron)
 _RESYNC_S = 30.0  # how often the trigger cache is checked against the table
@@ -104,7 +106,7 @@ class Dispatcher:
             try:
                 if time.monotonic() - self._synced_at > _RESYNC_S:
                     await self._resync()
-                self._fetch()
+                await self._fetch()
                 await self.cron.fire_due()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                 # e.g. the store hiccuped (disk full, locked): try again shortly, never give up.
@@ -180,7 +182,7 @@ class Dispatcher:
 
     # ---- loading events
 
-    def _fetch(self) -> None:
+    async def _fetch(self) -> None:
         while len(self._loaded) < _MAX_LOADED:
             rows = self.db.read_now(lambda conn: events_after(conn, self._cursor, _FETCH))
             for ev in rows:
@@ -189,6 +191,7 @@ class Dispatcher:
             if len(rows) < _FETCH:
                 self._capped = False
                 return
+            await asyncio.sleep(0)  # a backlog loads in slices, between HTTP requests
         self._capped = True
 
     def _offer(self, ev: Event) -> None:
