@@ -92,11 +92,9 @@ def python_paths() -> list[str]:
     """Directories a script may read: the Python installation and PiCloud's own package."""
     import msgspec
 
-    import picloud
-
     names = ("stdlib", "platstdlib", "purelib", "platlib")
     paths = {sysconfig.get_paths()[n] for n in names}
-    paths |= {sys.base_prefix + "/lib", str(Path(picloud.__file__).parent)}
+    paths |= {sys.base_prefix + "/lib", str(Path(__file__).resolve().parents[1])}
     paths.add(str(Path(msgspec.__file__).parent))
     paths |= {"/usr/lib", "/lib", "/usr/lib64", "/lib64", "/usr/share/zoneinfo"}
     return sorted(p for p in paths if os.path.isdir(p))

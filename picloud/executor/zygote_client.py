@@ -12,9 +12,12 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
+
+import picloud
 
 __all__ = ["ExitInfo", "SpawnError", "ZygoteClient"]
 
@@ -22,6 +25,17 @@ log = logging.getLogger("picloud.executor")
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 _START_TIMEOUT_S = 20.0
+# The zygote's entry: a bare `picloud` package module stands in for picloud/__init__.py, whose
+# version lookup (importlib.metadata, email, csv, zipfile...) would add megabytes to a heap
+# that every fork copies the page tables of.
+_BOOT = (
+    "import sys, types\n"
+    "pkg = types.ModuleType('picloud')\n"
+    "pkg.__path__ = [sys.argv[3]]\n"
+    "sys.modules['picloud'] = pkg\n"
+    "from picloud.executor.zygote import main\n"
+    "sys.exit(main(sys.argv))\n"
+)
 
 
 class SpawnError(Exception):
@@ -70,10 +84,11 @@ class ZygoteClient:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-I",
-                "-m",
-                "picloud.executor.zygote",
+                "-c",
+                _BOOT,
                 str(theirs.fileno()),
                 self._config,
+                str(Path(picloud.__file__).parent),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
