@@ -169,9 +169,9 @@ async def test_value_too_large_is_413_and_quota_409(home: Daemon) -> None:
 
 async def test_ttl_through_the_admin_api_and_background_purge(home: Daemon) -> None:
     kv = home.client.server.app[KV]
-    await home.call("PUT", _url("w", "t"), json={"value": 1, "ttl": 0.2}, expect=200)
+    await home.call("PUT", _url("w", "t"), json={"value": 1, "ttl": 0.5}, expect=200)
     assert (await home.call("GET", _url("w", "t"), expect=200))["value"] == 1
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.6)
     await home.call("GET", _url("w", "t"), expect=404)
     assert (await home.call("GET", f"{BASE}/w"))["items"] == []
     # The kv-purge task (every second) gives the space back without any call.

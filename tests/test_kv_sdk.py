@@ -236,9 +236,9 @@ import time
 
 def handle(ctx):
     w = kv.collection("ttl")
-    w.set("t", "soon gone", ttl=0.2)
+    w.set("t", "soon gone", ttl=0.5)
     first = [w.get("t"), w.has("t"), len(w.list()["items"])]
-    time.sleep(0.3)
+    time.sleep(0.6)
     return {"first": first, "later": [w.get("t"), w.has("t"), len(w.list()["items"])]}
 """
 
@@ -313,7 +313,7 @@ async def test_every_sdk_doc_example_runs(daemon: Daemon) -> None:
     # Spot checks of what the examples promise in their comments.
     outputs = {}
     for n, source in enumerate(examples):
-        if "set, get" in source or 'widgets.set("w1"' in source or "ttl=0.5" in source:
+        if "set, get" in source or 'widgets.set("w1"' in source or "ttl=1.0" in source:
             resp = await daemon.client.post(f"/api/v1/execute/doc-{n}")
             outputs[n] = await resp.json()
     assert {"before": True, "after": False} in outputs.values()

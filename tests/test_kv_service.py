@@ -252,10 +252,10 @@ async def test_a_page_is_a_primary_key_range_scan(kv: SqliteKv) -> None:
 
 
 async def test_expired_keys_are_invisible_at_once(kv: SqliteKv) -> None:
-    await kv.set("home", "w", "gone", "1", ttl=0.05)
+    await kv.set("home", "w", "gone", "1", ttl=0.5)
     await kv.set("home", "w", "kept", "2", ttl=60)
     assert await kv.has("home", "w", "gone")
-    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.6)
     assert await kv.get("home", "w", "gone") is None
     assert not await kv.has("home", "w", "gone")
     assert [i.key for i in (await kv.list("home", "w")).items] == ["kept"]
@@ -322,9 +322,9 @@ async def test_incr_bounds_and_ttl(kv: SqliteKv) -> None:
         await kv.incr("home", "c", "n", True)
     with pytest.raises(ValueError, match="64-bit"):
         await kv.incr("home", "c", "n", 2**64)
-    await kv.set("home", "c", "t", "1", ttl=0.05)
+    await kv.set("home", "c", "t", "1", ttl=0.5)
     assert await kv.incr("home", "c", "t") == 2
-    await asyncio.sleep(0.07)
+    await asyncio.sleep(0.6)
     assert await kv.get("home", "c", "t") is None  # incr kept the expiry
     assert await kv.incr("home", "c", "t") == 1  # an expired counter starts again at 0
 
