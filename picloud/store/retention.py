@@ -117,9 +117,12 @@ def prune_script_versions(conn: sqlite3.Connection, keep: int, batch: int) -> in
 def incremental_vacuum(conn: sqlite3.Connection, pages: int) -> int:
     """Give up to `pages` free pages back to the file system; returns the pages still free.
 
-    The pragma frees one page per step, so its cursor must be run to the end.
+    Each step of the pragma frees one page, and Python's sqlite3 steps a statement
+    that returns no columns only once (fetchall does not step it again), so
+    `incremental_vacuum(N)` frees a single page: we run it once per page instead.
     """
-    conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+    for _ in range(max(int(pages), 0)):
+        conn.execute("PRAGMA incremental_vacuum(1)")
     return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
 
