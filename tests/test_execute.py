@@ -291,6 +291,9 @@ async def test_client_disconnect_kills_the_worker(home: Daemon) -> None:
             break
     assert executor.admission.running == 0
     assert (await _run(home, "/api/v1/execute/pid"))[0] == 200
+    runs = await home.call("GET", "/api/v1/admin/invocations?script=hang", expect=200)
+    assert runs["items"][0]["status"] == "internal"
+    assert "went away" in runs["items"][0]["error"]
 
 
 async def test_healthz_is_ok_with_a_pool(home: Daemon) -> None:

@@ -151,6 +151,13 @@ class SandboxExecutor:
                 outcome = Outcome(invocation_id, "internal", None, f"no worker: {exc}", "", 0.0)
             else:
                 outcome = await self._on_worker(worker, job, invocation_id)
+        except asyncio.CancelledError:  # the caller went away; its worker was killed
+            gone = Outcome(
+                invocation_id, "internal", None, "cancelled: the caller went away", "", 0
+            )
+            gone.duration_ms = (time.perf_counter() - t0) * 1000
+            self._record(job, gone, started_at, cold)
+            raise
         finally:
             self.admission.release(script.app_id)
         outcome.duration_ms = (time.perf_counter() - t0) * 1000
