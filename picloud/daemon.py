@@ -87,34 +87,54 @@ async def _start_site(runner: web.AppRunner, settings: Settings) -> str:
 async def _watchdog(app: web.Application, interval: float) -> None:
     """WATCHDOG=1 every `interval` s, but only while the store and the sandbox answer.
 
-    A wedged writer thread or a dead zygote stops the pings, so systemd restarts us.
+    A wedged writer thread, a dead zygote or a sandbox that lost a layer since start
+    stops the pings, so systemd restarts the whole service (and with it a root zygote).
     """
-    failing = False
+    baseline = _sandbox_layers(app)
+    failing: str | None = None
     while True:
-        healthy = await _healthy(app, interval)
-        if healthy:
+        problem = await _health_problem(app, interval, baseline)
+        if problem is None:
             sdnotify.watchdog()
-        if healthy == failing:  # log changes only, not every interval
-            if healthy:
+        if problem != failing:  # log changes only, not every interval
+            if problem is None:
                 log.info("watchdog: healthy again")
             else:
-                log.error("watchdog: health check failed; not pinging")
-        failing = not healthy
+                log.error("watchdog: %s; not pinging", problem)
+        failing = problem
         await asyncio.sleep(interval)
 
 
-async def _healthy(app: web.Application, budget: float) -> bool:
+async def _health_problem(
+    app: web.Application, budget: float, baseline: frozenset[str]
+) -> str | None:
+    """None when healthy, else what is wrong (one line)."""
     try:
         async with asyncio.timeout(max(budget, 0.5)):
             if not await app[DB].ping():
-                return False
+                return "the store writer does not answer"
+            if not app[RUNTIME].pool_ready:
+                return "the sandbox pool is not ready (zygote restarting?)"
+            lost = baseline - _sandbox_layers(app)
+            if lost:
+                # e.g. a zygote restarted after the drop from root runs without uid/namespaces
+                return f"the sandbox lost layers since start: {', '.join(sorted(lost))}"
             check = getattr(app.get(EXECUTOR), "healthy", None)
-            if check is None:
-                return True
-            result = check()
-            return bool(await result if asyncio.iscoroutine(result) else result)
+            if check is not None:
+                result = check()
+                if not (await result if asyncio.iscoroutine(result) else result):
+                    return "the executor reports unhealthy"
     except TimeoutError:
-        return False
+        return f"health checks took longer than {budget:.1f}s"
+    return None
+
+
+def _sandbox_layers(app: web.Application) -> frozenset[str]:
+    """Names of the sandbox layers that are on (what /api/v1/admin/system shows)."""
+    layers = executor_figures(app.get(EXECUTOR))["sandbox"]
+    if not isinstance(layers, dict):
+        return frozenset()
+    return frozenset(name for name, on in layers.items() if on is True)
 
 
 async def _report_status(

@@ -73,7 +73,7 @@ def _free_port() -> int:
 class Machine:
     """A booted container and a way to run commands in it."""
 
-    def __init__(self, root: Path, src: Path, port: int) -> None:
+    def __init__(self, root: Path, src: Path, port: int, extra: list[str] | None = None) -> None:
         self.root, self.port = root, port
         self.log = open(root.parent / "console.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -81,7 +81,7 @@ class Machine:
              "--console=pipe", f"--machine=picloud-test-{os.getpid()}",
              f"--bind-ro={src}:/src", f"--bind-ro={HOST_CA}:/etc/ssl/certs/host-ca.crt",
              # nspawn's own seccomp allow-list lacks Landlock; a Pi has no nspawn around it.
-             f"--system-call-filter={LANDLOCK_CALLS}"],
+             f"--system-call-filter={LANDLOCK_CALLS}", *(extra or [])],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.leader = self._wait_for_leader()
@@ -231,7 +231,10 @@ def test_install_starts_a_healthy_service_as_picloud(machine: Machine) -> None:
     uid = machine.sh("id -u picloud").stdout.strip()
     assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s+{uid}\s+{uid}$", status, re.M), status
     assert re.search(r"^CapEff:\s+0+$", status, re.M), status
-    env = machine.sh(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
+    # /proc/PID/environ of the daemon still shows what exec gave it; what matters is what
+    # its children (the zygote, so every script) inherited.
+    zygote = machine.sh(f"cat /proc/{pid}/task/*/children").stdout.split()[0]
+    env = machine.sh(f"tr '\\0' '\\n' < /proc/{zygote}/environ").stdout
     assert "NOTIFY_SOCKET" not in env
     assert "WATCHDOG_USEC" not in env
     assert machine.sh("stat -c %U:%G:%a /var/lib/picloud").stdout.strip() == "root:picloud:770"
@@ -293,6 +296,24 @@ def test_the_watchdog_restarts_a_daemon_that_stops_pinging(machine: Machine) -> 
     journal = machine.sh("journalctl -u picloud.service --no-pager -o cat", check=False).stdout
     assert "Failed with result 'watchdog'" in journal, journal[-3000:]
     _wait(lambda: _get(machine.port, "/healthz")[0] == 200, 60, "healthy after the restart")
+
+
+def test_a_zygote_restarted_without_root_makes_systemd_restart_the_service(
+    machine: Machine,
+) -> None:
+    """The daemon has dropped root: a zygote it restarts itself would lack per-app uids and
+    namespaces. The watchdog notices the lost layers and stops pinging; the service
+    restart brings back a root zygote with every layer."""
+    token = machine.token  # type: ignore[attr-defined]
+    before = _get(machine.port, "/api/v1/admin/system", token)[1]["sandbox"]
+    restarts = int(machine.show("NRestarts"))
+    zygote = machine.sh(f"cat /proc/{machine.show('MainPID')}/task/*/children").stdout.split()[0]
+    machine.sh(f"kill -KILL {zygote}")
+    _wait(lambda: int(machine.show("NRestarts")) > restarts, 40, "a restart for lost layers")
+    journal = machine.sh("journalctl -u picloud.service --no-pager -o cat", check=False).stdout
+    assert "the sandbox lost layers since start" in journal, journal[-3000:]
+    _wait(lambda: _get(machine.port, "/healthz")[0] == 200, 60, "healthy after the restart")
+    assert _get(machine.port, "/api/v1/admin/system", token)[1]["sandbox"] == before
     machine.sh("rm -rf /etc/systemd/system/picloud.service.d && systemctl daemon-reload")
 
 
