@@ -236,6 +236,19 @@ async def test_pages_are_stable_under_concurrent_writes(kv: SqliteKv) -> None:
     assert [i.key for i in rest.items] == ["k10", "k12", "k14", "k16", "k18", "k19"]
 
 
+async def test_pages_past_the_loop_budget_are_read_on_a_thread(
+    kv: SqliteKv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("picloud.kv.service.LOOP_BUDGET", 100)
+    for n in range(30):
+        await kv.set("home", "w", f"k{n:02}", json.dumps("x" * (n * 10)))
+    small = await kv.list("home", "w", limit=3)  # 0 + 12 + 22 characters: on the loop
+    large = await kv.list("home", "w", limit=20, cursor=small.cursor)  # past it: a thread
+    assert [i.key for i in small.items + large.items] == [f"k{n:02}" for n in range(23)]
+    assert json.loads(large.items[-1].value) == "x" * 220
+    assert kv_store.page_within(kv.db._now_conn, "home", "w", "", None, 0, 30, 100) is None  # type: ignore[arg-type]
+
+
 async def test_a_page_is_a_primary_key_range_scan(kv: SqliteKv) -> None:
     for sql in (kv_store._PAGE, kv_store._PAGE_BOUNDED):
         args = (1,) * sql.count("?")

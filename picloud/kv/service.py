@@ -24,6 +24,8 @@ from picloud.store import kv as store
 __all__ = ["SqliteKv"]
 
 T = TypeVar("T")
+# Characters of values a list page may read on the event loop before moving to a thread.
+LOOP_BUDGET = 64 * 1024
 # Rows deleted per purge transaction: short enough not to hold up other writes.
 PURGE_BATCH = 500
 
@@ -114,9 +116,17 @@ class SqliteKv:
         start = prefix if last is None or last < prefix else last + "\0"
         end = rules.prefix_end(prefix)
         now = _now_ms()
-        items = await self.db.read(
-            lambda c: store.page(c, app_id, collection, start, end, now, limit + 1)
+        # Small pages are read on the loop (a thread hop costs more than the query);
+        # a page whose values pass the budget is read again on a reader thread.
+        items = self.db.read_now(
+            lambda c: store.page_within(
+                c, app_id, collection, start, end, now, limit + 1, LOOP_BUDGET
+            )
         )
+        if items is None:
+            items = await self.db.read(
+                lambda c: store.page(c, app_id, collection, start, end, now, limit + 1)
+            )
         if len(items) <= limit:
             return Page(items, None)
         del items[limit:]

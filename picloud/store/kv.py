@@ -24,6 +24,7 @@ __all__ = [
     "has",
     "increment",
     "page",
+    "page_within",
     "purge_due",
     "purge_expired",
     "put",
@@ -113,11 +114,43 @@ def page(
     limit: int,
 ) -> list[Item]:
     """Live items with `start <= key < end` in key order (end None: no upper bound)."""
+    return [Item(k, v) for k, v in _page_rows(conn, app_id, collection, start, end, now, limit)]
+
+
+def page_within(
+    conn: sqlite3.Connection,
+    app_id: str,
+    collection: str,
+    start: str,
+    end: str | None,
+    now: int,
+    limit: int,
+    budget: int,
+) -> list[Item] | None:
+    """`page`, or None as soon as its values pass `budget` characters (read it elsewhere)."""
+    rows = _page_rows(conn, app_id, collection, start, end, now, limit)
+    items = []
+    for key, value in rows:
+        budget -= len(value)
+        if budget < 0:
+            rows.close()
+            return None
+        items.append(Item(key, value))
+    return items
+
+
+def _page_rows(
+    conn: sqlite3.Connection,
+    app_id: str,
+    collection: str,
+    start: str,
+    end: str | None,
+    now: int,
+    limit: int,
+) -> sqlite3.Cursor:
     if end is None:
-        rows = conn.execute(_PAGE, (app_id, collection, start, now, limit))
-    else:
-        rows = conn.execute(_PAGE_BOUNDED, (app_id, collection, start, end, now, limit))
-    return [Item(k, v) for k, v in rows]
+        return conn.execute(_PAGE, (app_id, collection, start, now, limit))
+    return conn.execute(_PAGE_BOUNDED, (app_id, collection, start, end, now, limit))
 
 
 def collections(
