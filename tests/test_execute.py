@@ -306,3 +306,31 @@ async def test_sandbox_layers_are_reported(daemon: Daemon) -> None:
     assert layers["mode"] == "auto"
     assert layers["seccomp"] is True
     assert layers["fd_close"] is True
+
+
+async def test_sdk_calls_reach_the_broker(home: Daemon) -> None:
+    source = (
+        "def handle(ctx):\n"
+        "    c = kv.collection('widgets')\n"
+        "    c.set('k', {'n': 1})\n"
+        "    try:\n"
+        "        c.set('', 1)\n"
+        "        bad = 'accepted'\n"
+        "    except ValueError as exc:\n"
+        "        bad = 'ValueError'\n"
+        "    return {'got': c.get('k'), 'bad': bad}\n"
+    )
+    await home.deploy("kvuse", source)
+    status, body = await _run(home, "/api/v1/execute/kvuse")
+    assert status == 200, body
+    assert body == {"got": {"n": 1}, "bad": "ValueError"}
+
+
+async def test_print_and_log_are_captured(home: Daemon) -> None:
+    source = "def handle(ctx):\n    print('p', 1)\n    log.warning('w %d', 2)\n    return None\n"
+    await home.deploy("logs", source)
+    resp = await home.client.get("/api/v1/execute/logs")
+    assert resp.status == 204
+    inv_id = resp.headers["X-PiCloud-Invocation"]
+    inv = await home.call("GET", f"/api/v1/admin/invocations/{inv_id}", expect=200)
+    assert inv["log"] == "p 1\nWARNING w 2\n"
