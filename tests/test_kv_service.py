@@ -236,6 +236,23 @@ async def test_pages_are_stable_under_concurrent_writes(kv: SqliteKv) -> None:
     assert [i.key for i in rest.items] == ["k10", "k12", "k14", "k16", "k18", "k19"]
 
 
+async def test_one_item_pages_walk_every_key_exactly_once(kv: SqliteKv) -> None:
+    top = "\U0010ffff"
+    keys = ["a", "a\x00", "a\x00\x00", "a\x01", "a" + top, "a" + top + "\x00", "b", top, top * 2]
+    for key in keys:
+        await kv.set("home", "w", key, "1")
+    for prefix in ("", "a", "a\x00", top):
+        seen, cursor = [], None
+        while True:
+            page = await kv.list("home", "w", prefix=prefix, limit=1, cursor=cursor)
+            seen += [i.key for i in page.items]
+            cursor = page.cursor
+            if cursor is None:
+                break
+        expected = sorted((k for k in keys if k.startswith(prefix)), key=str.encode)
+        assert seen == expected, prefix
+
+
 async def test_pages_past_the_loop_budget_are_read_on_a_thread(
     kv: SqliteKv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
