@@ -1,13 +1,29 @@
-"""Admission control: bounded concurrency per app and in total, a bounded queue, no endless wait."""
+"""Admission control: bounded concurrency per app and in total, a bounded queue, no endless wait.
+
+Waiters queue per app (FIFO), each with a sequence number; a freed slot goes to
+the oldest waiter that fits. The queue path costs one future and one timer per
+waiter, and a release looks only at the head waiter of each app.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 
 from picloud.errors import Unavailable
 
 __all__ = ["Admission"]
+
+
+class _Waiter:
+    __slots__ = ("app_id", "future", "seq", "timer")
+
+    def __init__(self, app_id: str, seq: int, future: asyncio.Future[None]) -> None:
+        self.app_id = app_id
+        self.seq = seq
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class Admission:
@@ -18,12 +34,10 @@ class Admission:
         self.timeout_s = timeout_s
         self.running = 0
         self.refused = 0
+        self.queued = 0
         self._per_app: dict[str, int] = {}
-        self._waiters: collections.deque[tuple[str, asyncio.Future[None]]] = collections.deque()
-
-    @property
-    def queued(self) -> int:
-        return len(self._waiters)
+        self._waiting: dict[str, collections.deque[_Waiter]] = {}
+        self._seq = itertools.count()
 
     def _fits(self, app_id: str) -> bool:
         return self.running < self.max_total and self._per_app.get(app_id, 0) < self.max_per_app
@@ -38,28 +52,41 @@ class Admission:
 
     async def acquire(self, app_id: str) -> None:
         """A run slot for the app; Unavailable (503, Retry-After) when full or waited too long."""
-        if not self._waiters and self._fits(app_id):
+        if not self.queued and self._fits(app_id):
             self._take(app_id)
             return
-        if len(self._waiters) >= self.max_queue:
+        if self.queued >= self.max_queue:
             raise self._refuse("too many invocations are running or queued; retry shortly")
-        waiter: tuple[str, asyncio.Future[None]] = (
-            app_id,
-            asyncio.get_running_loop().create_future(),
-        )
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(app_id, next(self._seq), loop.create_future())
+        self._waiting.setdefault(app_id, collections.deque()).append(waiter)
+        self.queued += 1
+        waiter.timer = loop.call_later(self.timeout_s, self._expire, waiter)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                await asyncio.shield(waiter[1])
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            if waiter[1].done():  # granted as we gave up: hand the slot on
-                self.release(app_id)
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(app_id)  # granted just as the caller gave up: hand it on
             else:
-                self._waiters.remove(waiter)
-                waiter[1].cancel()
-            if isinstance(exc, TimeoutError):
-                raise self._refuse("waited too long for a free worker; retry shortly") from None
+                self._drop(waiter)
             raise
+        finally:
+            waiter.timer.cancel()
+
+    def _expire(self, waiter: _Waiter) -> None:
+        if not waiter.future.done():
+            self._drop(waiter)
+            waiter.future.set_exception(
+                self._refuse("waited too long for a free worker; retry shortly")
+            )
+
+    def _drop(self, waiter: _Waiter) -> None:
+        queue = self._waiting.get(waiter.app_id)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            self.queued -= 1
+            if not queue:
+                del self._waiting[waiter.app_id]
 
     def release(self, app_id: str) -> None:
         self.running -= 1
@@ -68,14 +95,23 @@ class Admission:
             self._per_app[app_id] = left
         else:
             self._per_app.pop(app_id, None)
-        self._wake()
+        if self.queued:
+            self._wake()
 
     def _wake(self) -> None:
-        for waiter in list(self._waiters):
-            if self.running >= self.max_total:
+        while self.running < self.max_total:
+            best: _Waiter | None = None
+            for app_id, queue in self._waiting.items():
+                head = queue[0]
+                if self._per_app.get(app_id, 0) < self.max_per_app and (
+                    best is None or head.seq < best.seq
+                ):
+                    best = head
+            if best is None:
                 return
-            app_id, future = waiter
-            if self._fits(app_id):
-                self._waiters.remove(waiter)
-                self._take(app_id)
-                future.set_result(None)
+            self._waiting[best.app_id].popleft()
+            if not self._waiting[best.app_id]:
+                del self._waiting[best.app_id]
+            self.queued -= 1
+            self._take(best.app_id)
+            best.future.set_result(None)
