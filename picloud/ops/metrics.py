@@ -10,7 +10,7 @@ backups) is read when Prometheus scrapes, by `ScrapeCollector`.
 from __future__ import annotations
 
 import asyncio
-import functools
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,20 +69,24 @@ class Telemetry:
         self._rowid = await db.read(sql.max_invocation_rowid)
 
     async def catch_up(self, db: Database) -> None:
-        """Count the invocations recorded since the last scrape."""
+        """Count the invocations recorded since the last scrape.
+
+        Rows are read and counted on a reader thread (prometheus_client's metrics are
+        thread-safe), so a scrape after a burst of thousands never blocks the loop.
+        """
         assert self._lock is not None, "start() first"
         async with self._lock:
-            while True:
-                rows = await db.read(
-                    functools.partial(sql.invocations_after, rowid=self._rowid, limit=_TAIL_BATCH)
-                )
-                for row in rows:
-                    self.invocations.labels(row.script_id, row.status, row.trigger).inc()
-                    self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
-                if rows:
-                    self._rowid = rows[-1].rowid
-                if len(rows) < _TAIL_BATCH:
-                    return
+            while await db.read(self._consume) == _TAIL_BATCH:
+                pass
+
+    def _consume(self, conn: sqlite3.Connection) -> int:
+        rows = sql.invocations_after(conn, self._rowid, _TAIL_BATCH)
+        for row in rows:
+            self.invocations.labels(row.script_id, row.status, row.trigger).inc()
+            self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
+        if rows:
+            self._rowid = rows[-1].rowid
+        return len(rows)
 
 
 class ScrapeCollector:
