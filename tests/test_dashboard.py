@@ -190,6 +190,7 @@ def test_create_an_app_and_a_key_shown_once(page: Page) -> None:
     app_id.fill("home")
     page.get_by_role("button", name="Create app").click()
     expect(page.get_by_role("link", name="home", exact=True)).to_be_visible()
+    _shoot(page, "apps")
     app_id.fill("home")
     page.get_by_role("button", name="Create app").click()
     expect(page.get_by_role("alert").filter(has_text="conflict")).to_be_visible()
@@ -290,6 +291,7 @@ def test_invocations_list_and_one_with_its_log(page: Page) -> None:
     rows.first.locator("a").click()
     expect(page.get_by_role("heading", name="Invocation", exact=True)).to_be_visible()
     expect(page.locator("pre.log")).to_contain_text("hello from the dashboard test")
+    _shoot(page, "invocation")
 
 
 def test_kv_write_and_browse(page: Page) -> None:
@@ -303,9 +305,11 @@ def test_kv_write_and_browse(page: Page) -> None:
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="KV: w1", exact=True)).to_be_visible()
     expect(page.get_by_label("Value as JSON")).to_have_value('{\n  "colour": "red",\n  "n": 1\n}')
+    _shoot(page, "kv-key")
     _go(page, "kv/home/widgets")
     page.get_by_label("Key prefix").fill("w")
     expect(page.get_by_role("link", name="w1")).to_be_visible()
+    _shoot(page, "kv-collection")
     page.get_by_label("Key prefix").fill("zzz")
     expect(page.get_by_text('No keys start with "zzz"')).to_be_visible()
     _go(page, "kv/home")
@@ -416,6 +420,17 @@ def test_a_dead_letter_appears_and_is_replayed(page: Page) -> None:
     page.get_by_role("button", name="Replay").click()
     expect(page.get_by_text("Replayed").first).to_be_visible()
     _shoot(page, "dead-letter")
+    dead_id = page.url.rsplit("/", 1)[-1]
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("Dead letter deleted")).to_be_visible()
+    gone = page.request.get(
+        f"/api/v1/admin/dead-letters/{dead_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert gone.status == 404
+    _go(page, "triggers")
+    row = page.get_by_role("row").filter(has_text="always-fails")
+    expect(row.locator("td[data-label=Dead]")).not_to_have_text("0")
 
 
 def test_system_page_shows_health_and_sandbox(page: Page) -> None:
