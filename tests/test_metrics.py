@@ -168,3 +168,18 @@ def test_kv_stats_count_ops_and_value_bytes() -> None:
     assert stats.ops == {"set": 1, "get": 2, "list": 1}
     assert stats.written_bytes == 7
     assert stats.read_bytes == 14
+
+
+async def test_no_created_series(daemon: Daemon) -> None:
+    """Counters with labels would each add a `*_created` series; they are turned off."""
+    await daemon.make_app("home")
+    await daemon.deploy("hello", "def handle(ctx):\n    return 1\n")
+    assert (await daemon.client.post("/api/v1/execute/hello")).status == 200
+    for _ in range(50):
+        resp = await daemon.client.get("/metrics", headers=daemon.headers)
+        text = await resp.text()
+        if 'picloud_invocations_total{script="hello"' in text:
+            break
+        await asyncio.sleep(0.1)
+    assert 'picloud_invocations_total{script="hello"' in text
+    assert "_created" not in text

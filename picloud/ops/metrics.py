@@ -14,7 +14,13 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from picloud.ops import board
@@ -44,6 +50,8 @@ class Telemetry:
     """The counters that live as long as the daemon, in their own registry."""
 
     def __init__(self) -> None:
+        # No `*_created` series: one more per label set, which nothing here needs.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.invocations = Counter(
