@@ -3,8 +3,12 @@
 import { highlightPython } from "./highlight.js";
 import { h } from "./ui.js";
 
-const LINE_PX = 20;
 const PAD_PX = 8;
+
+// The line height comes from CSS (--ed-line), larger on phones.
+function linePx(el) {
+  return parseFloat(getComputedStyle(el).getPropertyValue("--ed-line")) || 20;
+}
 
 export function createEditor(text = "", { label = "Script source", onChange } = {}) {
   const gutter = h("div.ed-gutter", { "aria-hidden": "true" });
@@ -29,7 +33,8 @@ export function createEditor(text = "", { label = "Script source", onChange } = 
       gutter.replaceChildren(...lines.map((_, i) => h("div", String(i + 1))));
     }
     const widest = lines.reduce((m, l) => Math.max(m, l.length), 0);
-    area.style.height = `${lines.length * LINE_PX + PAD_PX * 2}px`;
+    // Heights are computed by CSS from --lines and --ed-line, so they follow the viewport.
+    el.style.setProperty("--lines", String(lines.length));
     area.style.width = `max(100%, calc(${widest + 2}ch + ${PAD_PX * 2}px))`;
     pre.style.width = area.style.width;
     paintError();
@@ -39,7 +44,7 @@ export function createEditor(text = "", { label = "Script source", onChange } = 
     for (const n of gutter.querySelectorAll(".err")) n.classList.remove("err");
     band.hidden = !errorLine;
     if (!errorLine) return;
-    band.style.top = `${PAD_PX + (errorLine - 1) * LINE_PX}px`;
+    el.style.setProperty("--err", String(errorLine - 1));
     const num = gutter.children[errorLine - 1];
     if (num) num.classList.add("err");
   }
@@ -67,7 +72,7 @@ export function createEditor(text = "", { label = "Script source", onChange } = 
       errorLine = line > 0 ? line : 0;
       paintError();
       note.replaceChildren(message ? h("div.alert.error", errorLine ? `Line ${errorLine}: ${message}` : message) : "");
-      if (errorLine) box.scrollTop = Math.max(0, (errorLine - 3) * LINE_PX);
+      if (errorLine) box.scrollTop = Math.max(0, (errorLine - 3) * linePx(el));
     },
     clearError() {
       this.markError(0, "");
