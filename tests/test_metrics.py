@@ -183,3 +183,37 @@ async def test_no_created_series(daemon: Daemon) -> None:
         await asyncio.sleep(0.1)
     assert 'picloud_invocations_total{script="hello"' in text
     assert "_created" not in text
+
+
+async def test_counting_survives_deleting_the_newest_records(daemon: Daemon) -> None:
+    """Deleting an app removes its invocation records; SQLite then reuses their rowids."""
+    for app in ("gone", "home"):
+        await daemon.make_app(app)
+    await daemon.deploy("doomed", "def handle(ctx):\n    return 1\n", app="gone")
+    await daemon.deploy("hello", "def handle(ctx):\n    return 1\n", app="home")
+    await scrape(daemon)
+    for _ in range(3):
+        assert (await daemon.client.post("/api/v1/execute/doomed")).status == 200
+    key = (
+        "picloud_invocations_total",
+        (("script", "doomed"), ("status", "ok"), ("trigger", "http")),
+    )
+    for _ in range(50):
+        _, samples = await scrape(daemon)
+        if samples.get(key) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert samples.get(key) == 3
+    await daemon.call("DELETE", "/api/v1/admin/apps/gone", expect=204)
+    await scrape(daemon)  # notices the cursor is past the newest record
+    assert (await daemon.client.post("/api/v1/execute/hello")).status == 200
+    hello = (
+        "picloud_invocations_total",
+        (("script", "hello"), ("status", "ok"), ("trigger", "http")),
+    )
+    for _ in range(50):
+        _, samples = await scrape(daemon)
+        if samples.get(hello) == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert samples.get(hello) == 1

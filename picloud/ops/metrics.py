@@ -89,6 +89,10 @@ class Telemetry:
 
     def _consume(self, conn: sqlite3.Connection) -> int:
         rows = sql.invocations_after(conn, self._rowid, _TAIL_BATCH)
+        if not rows:
+            # Deleting an app can remove the newest records; SQLite then hands out their
+            # rowids again, below our cursor. Follow it down so new records still count.
+            self._rowid = min(self._rowid, sql.max_invocation_rowid(conn))
         for row in rows:
             self.invocations.labels(row.script_id, row.status, row.trigger).inc()
             self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
