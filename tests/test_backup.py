@@ -431,3 +431,24 @@ def test_backup_of_a_crashed_state_dir_keeps_its_wal(tmp_path: Path) -> None:
     check = sqlite3.connect(snap)
     assert check.execute("SELECT id FROM apps").fetchall() == [("crashed",)]
     check.close()
+
+
+async def test_two_downloads_at_once_both_succeed(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    first, second = await asyncio.gather(download(daemon), download(daemon))
+    for data in (first, second):
+        assert json.loads(members(data)["manifest.json"])["schema"] == migrate.latest_version()
+    # Their work directories inside the state dir are gone.
+    assert not list(daemon.settings.state_dir.glob(".backup-*"))
+
+
+def test_schedule_counts_from_the_newest_archive(tmp_path: Path) -> None:
+    """A restart neither repeats a backup that is not due nor skips one that is."""
+    due = backup._seconds_until_due
+    assert due(tmp_path / "none", 3600) == 0
+    newest = tmp_path / backup.archive_name()
+    newest.write_bytes(b"x")
+    os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime - 600))
+    assert 2990 <= due(tmp_path, 3600) <= 3000
+    os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime - 7200))
+    assert due(tmp_path, 3600) == 0
