@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ FLAGS = [
 ]
 PHONE = {"width": 390, "height": 844}
 SHARED: dict[str, str] = {}  # what one step hands the next (the flow runs in file order)
+CALLS: set[tuple[str, str]] = set()  # (method, path) of every API request the page made
 DESKTOP = {"width": 1280, "height": 800}
 
 BROKEN = """from picloud.sdk import log
@@ -131,10 +133,17 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     tab.set_default_timeout(15_000)
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("request", lambda req: _record(req.method, req.url))
     tab.goto(base_url)
     yield tab
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def _record(method: str, url: str) -> None:
+    path = urllib.parse.urlsplit(url).path
+    if path.startswith("/api/"):
+        CALLS.add((method, path))
 
 
 def _go(page: Page, route: str) -> None:
@@ -536,3 +545,17 @@ def test_keyboard_reaches_every_section(page: Page) -> None:
         page.keyboard.press("Tab")
         labels.add(page.evaluate("document.activeElement.textContent"))
     assert {"Apps", "Scripts", "KV", "System", "Sign out"} <= labels
+
+
+def test_every_call_the_page_made_is_a_documented_api_v1_route(page: Page) -> None:
+    doc = page.request.get("/api/v1/openapi.json").json()
+    routes = []
+    for template, methods in doc["paths"].items():
+        if not template.startswith("/api/v1/"):
+            continue  # the /api/{tail} catch-all answers 404 and must not count
+        pattern = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template))
+        routes.append((re.compile(f"^{pattern}$"), set(methods)))
+    assert len(CALLS) > 20, CALLS
+    for method, path in sorted(CALLS):
+        allowed = [m for rx, m in routes if rx.match(path)]
+        assert any(method.lower() in m or "x-any" in m for m in allowed), (method, path)
