@@ -128,6 +128,16 @@ def test_deploy_compile_error_names_the_line(run: Run, env: dict[str, str], tmp_
     assert "line 3" in _one_line_error(again)
 
 
+def test_deploy_over_a_cap_is_one_line(run: Run, env: dict[str, str], tmp_path: Path) -> None:
+    assert run(["apps", "--create", "cli-caps"], env, tmp_path).returncode == 0
+    script = tmp_path / "s.py"
+    script.write_text(GOOD)
+    args = ["deploy", str(script), "--id", "cli-caps", "--app", "cli-caps"]
+    line = _one_line_error(run([*args, "--timeout-ms", "600000"], env, tmp_path))
+    assert "400 bad_request" in line
+    assert "timeout_ms" in line
+
+
 def test_deploy_refuses_a_script_of_another_app(
     run: Run, env: dict[str, str], tmp_path: Path
 ) -> None:
