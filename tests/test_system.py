@@ -199,3 +199,22 @@ async def test_system_route_needs_the_token(daemon: Daemon) -> None:
     resp = await daemon.client.get("/api/v1/admin/system")
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "unauthorized"
+
+
+def test_write_rate_since_the_daemon_started(pi: Path, tmp_path: Path) -> None:
+    import time
+
+    state = tmp_path / "state"
+    state.mkdir()
+    st_dev = os.stat(state).st_dev
+    _write(pi, f"sys/dev/block/{os.major(st_dev)}:{os.minor(st_dev)}/uevent", "DEVNAME=sda1\n")
+    _write(pi, "proc/diskstats", "   8 1 sda1 1 2 3 4 5 6 3000000 8 0 0 0\n")
+    probe = health.Probe(state, state / "picloud.db", root=pi)
+    # 1,000,000 sectors (512 MB) written in the hour since the daemon started: 12 GB a day.
+    probe.baseline = health.DiskBaseline(time.time() - 3600, 2_000_000 * 512)
+    disk = health.snapshot(probe)["disk"]
+    assert disk["written_per_day_basis"] == "daemon_start"
+    assert abs(disk["written_bytes_per_day"] - 1_000_000 * 512 * 24) < 1_000_000 * 512 * 24 * 0.01
+    # Too early for a rate of its own: since boot instead.
+    probe.baseline = health.DiskBaseline(time.time() - 5, 2_000_000 * 512)
+    assert health.snapshot(probe)["disk"]["written_per_day_basis"] == "boot"
