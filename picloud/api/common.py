@@ -67,10 +67,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes (checked before reading it all)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    return data
+    # StreamReader.read(n) returns whatever has arrived, so read chunk by chunk to the end.
+    raw = bytearray()
+    async for chunk in request.content.iter_any():
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+    return bytes(raw)
 
 
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
@@ -84,6 +87,10 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
+    try:  # a \ud800 escape decodes to a str that SQLite (and UTF-8) cannot store
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BadRequest("body contains an unpaired UTF-16 surrogate escape") from None
     return data
 
 
