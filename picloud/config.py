@@ -207,3 +207,10 @@ def _check(s: Settings) -> None:
         raise ConfigError("setting default_timeout_ms: must not exceed max_timeout_ms")
     if s.default_memory_mb > s.max_memory_mb:
         raise ConfigError("setting default_memory_mb: must not exceed max_memory_mb")
+    # Operations: a zero interval would back up every second, a negative keep prune everything.
+    for name in ("backup_interval_h", "backup_keep", "script_versions_keep"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name} (PICLOUD_{name.upper()}): must be positive")
+    for name in ("invocations_keep", "invocations_keep_days", "delivered_events_keep_h"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"setting {name} (PICLOUD_{name.upper()}): must not be negative")

@@ -268,3 +268,24 @@ async def test_a_large_backlog_is_pruned_without_stalling_writers(
     assert done["invocations"] == 59_900
     assert _file_size(db) < before / 10
     assert waits[-1] < 2000  # sanity only: the machine is shared; the figure is printed
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BACKUP_INTERVAL_H", "0"),
+        ("BACKUP_KEEP", "0"),
+        ("SCRIPT_VERSIONS_KEEP", "0"),
+        ("INVOCATIONS_KEEP", "-1"),
+        ("INVOCATIONS_KEEP_DAYS", "-0.5"),
+        ("DELIVERED_EVENTS_KEEP_H", "-1"),
+    ],
+)
+def test_ops_settings_are_checked_at_start(name: str, value: str, tmp_path: Path) -> None:
+    from picloud.config import ConfigError, load_settings
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=name.lower()):
+        load_settings({f"PICLOUD_{name}": value}, config_file=empty)
+    assert load_settings({}, config_file=empty).backup_keep == 7
