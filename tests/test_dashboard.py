@@ -525,6 +525,13 @@ def test_dark_mode_and_sign_out(page: Page) -> None:
     assert bg == "rgb(18, 20, 24)", bg
     _shoot(page, "scripts-dark")
     page.emulate_media(color_scheme="light")
+    # A token rotated behind the page's back: the next call returns to the sign-in form.
+    page.evaluate("sessionStorage.setItem('picloud.token', 'rotated-away')")
+    _go(page, "apps")
+    expect(page.get_by_text("Your session has ended")).to_be_visible()
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Apps", exact=True)).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('picloud.token')") is None

@@ -121,7 +121,10 @@ async function route(navigation) {
   document.title = `${page[1]} · PiCloud`;
   const result = mod.render(main, parts.slice(1).filter(Boolean), new URLSearchParams(query));
   cleanup = typeof result === "function" ? result : null;
-  if (moveFocus) main.querySelector("h1")?.focus({ preventScroll: true });
+  if (moveFocus) {
+    window.scrollTo(0, 0);
+    main.querySelector("h1")?.focus({ preventScroll: true });
+  }
 }
 
 whenUnauthorized(() => signIn("Your session has ended or the token changed; sign in again."));
