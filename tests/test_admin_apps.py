@@ -59,11 +59,15 @@ async def test_deleting_an_app_removes_everything_it_owns(daemon: Daemon) -> Non
     await daemon.deploy("keep", "def handle(ctx):\n    return 1\n", app="other")
     await daemon.call("POST", f"{APPS}/home/keys", json={}, expect=201)
     await daemon.call("PUT", f"{APPS}/home/secrets/TOKEN", json={"value": "x"}, expect=200)
+    await daemon.call("PUT", f"{APPS}/home/kv/c/k", json={"value": {"n": 1}}, expect=200)
+    got = await daemon.call("GET", f"{APPS}/home", expect=200)
+    assert (got["scripts"], got["keys"], got["secrets"]) == (1, 1, 1)
+    assert got["kv_bytes"] > 0
     await daemon.call("DELETE", f"{APPS}/home", expect=204)
     await daemon.call("GET", "/api/v1/admin/scripts/hello", expect=404)
     await daemon.call("GET", "/api/v1/admin/scripts/keep", expect=200)
     with sqlite3.connect(daemon.settings.db_path) as conn:
-        for table in ("api_keys", "secrets", "scripts", "script_versions"):
+        for table in ("api_keys", "secrets", "scripts", "script_versions", "kv", "kv_usage"):
             rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             assert rows == (1 if table in ("scripts", "script_versions") else 0), table
     # The id is free again, and the new app starts empty.

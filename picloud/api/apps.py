@@ -30,7 +30,14 @@ APPS = f"{API}/admin/apps"
 # A secret is handed to every run of the app's scripts: keep it small.
 MAX_SECRET_BYTES = 64 * 1024
 
-_APP = {"id": "home", "created_at": "2026-01-01T00:00:00.000Z", "scripts": 0}
+_APP = {
+    "id": "home",
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "scripts": 0,
+    "keys": 0,
+    "secrets": 0,
+    "kv_bytes": 0,
+}
 _KEY = {
     "id": "key_0190f1c2d3e4a1b2c3d4e5",
     "app": "home",

@@ -20,7 +20,14 @@ def iso(ms: int | None) -> str | None:
 
 
 def app_view(app: App) -> dict[str, Any]:
-    return {"id": app.id, "created_at": iso(app.created_at), "scripts": app.scripts}
+    return {
+        "id": app.id,
+        "created_at": iso(app.created_at),
+        "scripts": app.scripts,
+        "keys": app.keys,
+        "secrets": app.secrets,
+        "kv_bytes": app.kv_bytes,
+    }
 
 
 def key_view(key: ApiKey) -> dict[str, Any]:

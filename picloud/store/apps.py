@@ -35,6 +35,9 @@ class App:
     id: str
     created_at: int
     scripts: int = 0
+    keys: int = 0
+    secrets: int = 0
+    kv_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +50,19 @@ class ApiKey:
 
 
 _APP_SELECT = (
-    "SELECT a.id, a.created_at, (SELECT count(*) FROM scripts s WHERE s.app_id = a.id) FROM apps a"
+    "SELECT a.id, a.created_at,"
+    " (SELECT count(*) FROM scripts s WHERE s.app_id = a.id),"
+    " (SELECT count(*) FROM api_keys k WHERE k.app_id = a.id),"
+    " (SELECT count(*) FROM secrets x WHERE x.app_id = a.id),"
+    " coalesce((SELECT u.bytes FROM kv_usage u WHERE u.app_id = a.id), 0)"
+    " FROM apps a"
 )
 _GET_APP = _APP_SELECT + " WHERE a.id = ?"
 _LIST_APPS = _APP_SELECT + " WHERE a.id > ? ORDER BY a.id LIMIT ?"
 
 
-def _app(row: tuple[str, int, int]) -> App:
-    return App(id=row[0], created_at=row[1], scripts=row[2])
+def _app(row: tuple[str, int, int, int, int, int]) -> App:
+    return App(*row)
 
 
 def create_app(conn: sqlite3.Connection, app_id: str) -> App | None:
