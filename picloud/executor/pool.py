@@ -64,6 +64,7 @@ class Pool:
         self._spawning = 0
         self._uids: dict[str, int] = {}
         self._spares: set[asyncio.Task[None]] = set()
+        self._sparing: dict[str, asyncio.Task[None]] = {}  # spares being forked right now
         self.max_frame = max(settings.kv_max_value_bytes, 4 * MiB) + settings.log_cap_bytes
         self.max_frame += _FRAME_HEADROOM
         zygote.on_exit = self._exited
@@ -90,17 +91,27 @@ class Pool:
 
         Returns the worker and, when it had to fork one, how long that took (ms).
         """
-        idle = self._idle.get(app_id)
-        if idle:
-            pick = next((w for w in reversed(idle) if w.uses == 0), None) if fresh else idle[-1]
-            if pick is not None:
-                idle.remove(pick)
-                pick.busy = True
-                return pick, None
+        pick = self._pick(app_id, fresh)
+        if pick is None and app_id in self._sparing:
+            # A spare is being forked for this app: waiting for it beats a second fork.
+            await asyncio.shield(self._sparing[app_id])
+            pick = self._pick(app_id, fresh)
+        if pick is not None:
+            pick.busy = True
+            return pick, None
         started = time.perf_counter()
         worker = await self._spawn(app_id)
         worker.busy = True
         return worker, (time.perf_counter() - started) * 1000
+
+    def _pick(self, app_id: str, fresh: bool) -> Worker | None:
+        idle = self._idle.get(app_id)
+        if not idle:
+            return None
+        pick = next((w for w in reversed(idle) if w.uses == 0), None) if fresh else idle[-1]
+        if pick is not None:
+            idle.remove(pick)
+        return pick
 
     def checkin(self, worker: Worker, reusable: bool) -> None:
         """Back to the idle list, or retired when it is spent (recycle policy)."""
@@ -128,9 +139,12 @@ class Pool:
 
     def prefork(self, app_id: str) -> None:
         """Keep one pristine worker for the app ready (fresh runs then skip the fork)."""
-        if any(w.uses == 0 for w in self._idle.get(app_id, ())) or self.size >= self.max_total:
+        if app_id in self._sparing or self.size >= self.max_total:
+            return
+        if any(w.uses == 0 for w in self._idle.get(app_id, ())):
             return
         task = asyncio.create_task(self._spare(app_id))
+        self._sparing[app_id] = task
         self._spares.add(task)
         task.add_done_callback(self._spares.discard)
 
@@ -139,6 +153,8 @@ class Pool:
             worker = await self._spawn(app_id)
         except SpawnError:
             return
+        finally:
+            self._sparing.pop(app_id, None)
         self._idle.setdefault(app_id, []).append(worker)
 
     async def _spawn(self, app_id: str) -> Worker:
