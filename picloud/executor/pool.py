@@ -32,7 +32,7 @@ def pool_sizes(settings: Settings) -> tuple[int, int]:
     # Several workers per core: a run mostly waits on its wake-ups (socket hand-offs), so
     # more in flight keeps the cores busy; memory bounds the total (~4 MB USS each).
     total = settings.max_workers or max(4, min(64, cores * 16, mem_mb // 32))
-    per_app = settings.max_workers_per_app or max(2, min(total, cores * 8))
+    per_app = settings.max_workers_per_app or max(2, min(total, cores * 16))
     return total, min(per_app, total)
 
 
