@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from picloud.app import create_app
+from picloud.cli import main
 from picloud.config import Settings
 from picloud.ops import archive, backup
 from picloud.ops.lock import StateLock
@@ -50,6 +51,7 @@ async def serve(settings: Settings) -> AsyncIterator[Daemon]:
 
 
 def cli(*args: str, state: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`picloud ARGS` as a real process (for the round trip and the live backup)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PICLOUD_")}
     env["PICLOUD_STATE_DIR"] = str(state)
     if config is not None:
@@ -62,6 +64,27 @@ def cli(*args: str, state: Path, config: Path | None = None) -> subprocess.Compl
         timeout=60,
         check=False,
     )
+
+
+@pytest.fixture
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`picloud ARGS` in this process (the same main(); no interpreter start-up per call)."""
+    for name in [k for k in os.environ if k.startswith("PICLOUD_")]:
+        monkeypatch.delenv(name)
+    empty = tmp_path / "no-config.toml"
+    empty.write_text("")
+    monkeypatch.setenv("PICLOUD_CONFIG", str(empty))
+
+    def call(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+        monkeypatch.setenv("PICLOUD_STATE_DIR", str(state))
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return call
 
 
 async def populate(d: Daemon) -> dict[str, Any]:
@@ -272,11 +295,11 @@ def _archive_at_schema(tmp_path: Path, schema: int) -> Path:
     return out
 
 
-def test_restore_migrates_an_older_archive_forward(tmp_path: Path) -> None:
+def test_restore_migrates_an_older_archive_forward(tmp_path: Path, run: Callable[..., Any]) -> None:
     old = migrate.latest_version() - 1
     file = _archive_at_schema(tmp_path, old)
     state = tmp_path / "state"
-    done = cli("restore", str(file), state=state)
+    done = run("restore", str(file), state=state)
     assert done.returncode == 0, done.stderr
     assert f"migrated from schema {old} to {migrate.latest_version()}" in done.stdout
     conn = sqlite3.connect(state / "picloud.db")
@@ -284,11 +307,11 @@ def test_restore_migrates_an_older_archive_forward(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_restore_refuses_a_newer_archive(tmp_path: Path) -> None:
+def test_restore_refuses_a_newer_archive(tmp_path: Path, run: Callable[..., Any]) -> None:
     newer = migrate.latest_version() + 1
     file = _archive_at_schema(tmp_path, newer)
     state = tmp_path / "state"
-    done = cli("restore", str(file), state=state)
+    done = run("restore", str(file), state=state)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -296,7 +319,7 @@ def test_restore_refuses_a_newer_archive(tmp_path: Path) -> None:
     assert not (state / "picloud.db").exists()
 
 
-def test_restore_refuses_a_corrupt_archive(tmp_path: Path) -> None:
+def test_restore_refuses_a_corrupt_archive(tmp_path: Path, run: Callable[..., Any]) -> None:
     file = _archive_at_schema(tmp_path, migrate.latest_version())
     files = members(file.read_bytes())
     db = bytearray(files["picloud.db"])
@@ -307,7 +330,7 @@ def test_restore_refuses_a_corrupt_archive(tmp_path: Path) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
-    done = cli("restore", str(bad), state=tmp_path / "state")
+    done = run("restore", str(bad), state=tmp_path / "state")
     assert done.returncode == 1
     assert "sha256 does not match" in done.stderr
     # Members out of order, or bigger than the manifest says, are refused before extraction.
@@ -322,28 +345,30 @@ def test_restore_refuses_a_corrupt_archive(tmp_path: Path) -> None:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-        done = cli("restore", str(odd), state=tmp_path / "state")
+        done = run("restore", str(odd), state=tmp_path / "state")
         assert done.returncode == 1
         assert "manifest" in done.stderr, done.stderr
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"not a tarball")
-    done = cli("restore", str(garbage), state=tmp_path / "state")
+    done = run("restore", str(garbage), state=tmp_path / "state")
     assert done.returncode == 1
     assert "not a readable PiCloud backup" in done.stderr
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())
 
 
-def test_restore_over_an_existing_state_dir_needs_force(tmp_path: Path) -> None:
+def test_restore_over_an_existing_state_dir_needs_force(
+    tmp_path: Path, run: Callable[..., Any]
+) -> None:
     file = _archive_at_schema(tmp_path, migrate.latest_version())
     state = tmp_path / "state"
     state.mkdir()
     (state / "picloud.db").write_bytes(b"old")
     (state / "admin.token").write_text("pc_admin_this-machine\n")
-    refused = cli("restore", str(file), state=state)
+    refused = run("restore", str(file), state=state)
     assert refused.returncode == 1
     assert "--force" in refused.stderr
     assert (state / "picloud.db").read_bytes() == b"old"
-    forced = cli("restore", "--force", str(file), state=state)
+    forced = run("restore", "--force", str(file), state=state)
     assert forced.returncode == 0, forced.stderr
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("state.old-")]
     assert (aside / "picloud.db").read_bytes() == b"old"
@@ -352,22 +377,26 @@ def test_restore_over_an_existing_state_dir_needs_force(tmp_path: Path) -> None:
     assert (state / "admin.token").read_text() == "pc_admin_this-machine\n"
 
 
-def test_restore_refuses_while_a_daemon_holds_the_state_dir(tmp_path: Path) -> None:
+def test_restore_refuses_while_a_daemon_holds_the_state_dir(
+    tmp_path: Path, run: Callable[..., Any]
+) -> None:
     file = _archive_at_schema(tmp_path, migrate.latest_version())
     state = tmp_path / "state"
     lock = StateLock(state)
     assert lock.acquire()
     try:
-        done = cli("restore", "--force", str(file), state=state)
+        done = run("restore", "--force", str(file), state=state)
         assert done.returncode == 1
         assert "daemon is running" in done.stderr
     finally:
         lock.release()
 
 
-async def test_the_daemon_holds_the_state_lock(daemon: Daemon, tmp_path: Path) -> None:
+async def test_the_daemon_holds_the_state_lock(
+    daemon: Daemon, tmp_path: Path, run: Callable[..., Any]
+) -> None:
     file = _archive_at_schema(tmp_path, migrate.latest_version())
-    done = cli("restore", "--force", str(file), state=daemon.settings.state_dir)
+    done = run("restore", "--force", str(file), state=daemon.settings.state_dir)
     assert done.returncode == 1
     assert "daemon is running" in done.stderr
 

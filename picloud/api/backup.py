@@ -48,8 +48,11 @@ async def backup(request: web.Request) -> web.StreamResponse:
                 "X-PiCloud-Schema": str(manifest["schema"]),
             }
         )
-        await resp.prepare(request)
+        # Stream from an open descriptor of a file already deleted: a slow or vanished
+        # client never leaves a copy of the database behind in the state directory.
         with out.open("rb") as fh:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+            await resp.prepare(request)
             while chunk := await asyncio.to_thread(fh.read, _CHUNK):
                 await resp.write(chunk)
         await resp.write_eof()
