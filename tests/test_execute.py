@@ -334,3 +334,12 @@ async def test_print_and_log_are_captured(home: Daemon) -> None:
     inv_id = resp.headers["X-PiCloud-Invocation"]
     inv = await home.call("GET", f"/api/v1/admin/invocations/{inv_id}", expect=200)
     assert inv["log"] == "p 1\nWARNING w 2\n"
+
+
+async def test_a_revoked_key_is_refused_at_once(home: Daemon) -> None:
+    await home.deploy("priv", HELLO, public=False)
+    made = await home.call("POST", "/api/v1/admin/apps/home/keys", json={}, expect=201)
+    headers = {"X-PiCloud-Key": made["key"]}
+    assert (await _run(home, "/api/v1/execute/priv", headers=headers))[0] == 200
+    await home.call("DELETE", f"/api/v1/admin/apps/home/keys/{made['id']}", expect=None)
+    assert (await _run(home, "/api/v1/execute/priv", headers=headers))[0] == 401

@@ -1,12 +1,14 @@
 """The execute path's reads (script, secrets, key check), cached until the database changes.
 
-One `PRAGMA data_version` per request tells whether any other connection has
-committed since; if so the cache is dropped. So a new version, a secret or a
-revoked key is seen by the very next request, and a warm path costs one tiny
-query instead of three.
+Every commit of the store's writer drops the cache (`Database.on_commit` runs on
+the loop before any writer resumes), so a new version, a secret or a revoked key
+is seen by the very next request. As a backstop against writes from outside the
+daemon, `PRAGMA data_version` is checked at most once a second.
 """
 
 from __future__ import annotations
+
+import time
 
 from picloud.store import Database
 from picloud.store import apps as store_apps
@@ -26,15 +28,24 @@ class Lookup:
         self._scripts: dict[str, RunnableScript | None] = {}
         self._secrets: dict[str, dict[str, str]] = {}
         self._keys: set[tuple[str, str]] = set()
+        self._checked = 0.0
+        db.on_commit(self.invalidate)
+
+    def invalidate(self) -> None:
+        self._scripts.clear()
+        self._secrets.clear()
+        self._keys.clear()
 
     def refresh(self) -> None:
-        """Drop everything if the database changed (call once per request)."""
+        """Drop everything if another process changed the database (call once per request)."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return
+        self._checked = now
         version = self.db.read_now(store_invocations.data_version)
         if version != self._version:
             self._version = version
-            self._scripts.clear()
-            self._secrets.clear()
-            self._keys.clear()
+            self.invalidate()
 
     def script(self, script_id: str) -> RunnableScript | None:
         if script_id in self._scripts:
