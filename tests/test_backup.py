@@ -481,3 +481,19 @@ def test_schedule_counts_from_the_newest_archive(tmp_path: Path) -> None:
     assert 2990 <= due(tmp_path, 3600) <= 3000
     os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime - 7200))
     assert due(tmp_path, 3600) == 0
+
+
+def test_the_cli_does_not_import_the_daemon() -> None:
+    """`picloud backup|restore` (and every other command) start without aiohttp & co."""
+    from picloud.auth import TOKEN_FILE
+    from picloud.ops import restore
+
+    assert restore.TOKEN_FILE == TOKEN_FILE
+    code = (
+        "import sys, picloud.cli, picloud.ops.cli;"
+        "print(sorted(m for m in ('aiohttp', 'psutil', 'prometheus_client') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout

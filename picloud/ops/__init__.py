@@ -1,85 +1,23 @@
-"""The ops component: health probe, metrics, scheduled backups and retention, wired to the app."""
+"""Operations: board health, metrics, backups, restore and retention.
+
+Kept import-light: every `picloud` CLI command imports `picloud.ops.cli`, which
+must not pull in aiohttp, psutil or prometheus_client; the daemon-side names
+(`OPS`, `Ops`, `ops_ctx` in `picloud.ops.component`) load on first use.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-import logging
-import shutil
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from picloud.ops import backup, health, retention
-from picloud.ops.kvstats import KV_STATS, KvStats
-from picloud.ops.lock import StateLock
-from picloud.ops.metrics import Telemetry
-from picloud.state import DB, RUNTIME, SETTINGS
+if TYPE_CHECKING:
+    from picloud.ops.component import OPS, Ops, ops_ctx
 
 __all__ = ["OPS", "Ops", "ops_ctx"]
 
-log = logging.getLogger(__name__)
 
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from picloud.ops import component
 
-@dataclasses.dataclass
-class Ops:
-    """What the ops routes read: the health probe, metrics state, backup and retention figures."""
-
-    probe: health.Probe
-    telemetry: Telemetry
-    retention: retention.RetentionStats = dataclasses.field(
-        default_factory=retention.RetentionStats
-    )
-    backups: backup.BackupStats = dataclasses.field(default_factory=backup.BackupStats)
-    kv: KvStats = dataclasses.field(default_factory=KvStats)
-    # One backup at a time: each holds a full copy of the database on disk while it runs.
-    backup_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-
-
-OPS = web.AppKey("ops", Ops)
-
-
-async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Take the state lock, start the probe and metrics, retention and scheduled backups."""
-    settings, db = app[SETTINGS], app[DB]
-    lock = StateLock(settings.state_dir)
-    if not lock.acquire():
-        log.warning("ops: another process holds %s; is a second daemon running?", lock.path)
-    probe = health.Probe(settings.state_dir, settings.db_path, app[RUNTIME].started_at)
-    probe.executor = _executor(app)
-    await asyncio.to_thread(_prime, probe)
-    ops = Ops(probe, Telemetry())
-    await ops.telemetry.start(db)
-    app[OPS] = ops
-    app[KV_STATS] = ops.kv
-    tasks = [
-        asyncio.create_task(retention.run_forever(db, settings, ops.retention), name="retention")
-    ]
-    if settings.backup_dir is not None:
-        tasks.append(
-            asyncio.create_task(
-                backup.run_scheduled(settings, ops.backups, ops.backup_lock), name="backups"
-            )
-        )
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    lock.release()
-
-
-def _prime(probe: health.Probe) -> None:
-    health.prime_cpu()
-    probe.take_baseline()
-    # Work directories of backups cut short by a crash or a kill.
-    for stale in probe.state_dir.glob(".backup-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _executor(app: web.Application) -> object | None:
-    from picloud.executor import EXECUTOR
-
-    return app[EXECUTOR] if EXECUTOR in app else None
+        return getattr(component, name)
+    raise AttributeError(f"module 'picloud.ops' has no attribute {name!r}")

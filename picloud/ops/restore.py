@@ -16,7 +16,6 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from picloud.auth import TOKEN_FILE
 from picloud.ops import archive
 from picloud.ops.lock import is_locked
 from picloud.store import migrate
@@ -25,6 +24,8 @@ from picloud.store.db import connect
 __all__ = ["RESTORED_CONFIG", "RestoreError", "Restored", "restore"]
 
 RESTORED_CONFIG = "picloud.toml.restored"
+# picloud.auth.TOKEN_FILE, not imported: picloud.auth pulls in aiohttp (tests pin them equal).
+TOKEN_FILE = "admin.token"
 
 
 class RestoreError(Exception):
