@@ -154,6 +154,7 @@ install_picloud() {
 
 # put SRC DEST MODE: install a file only when its content differs (and say so).
 put() {
+    [ ! -L "$2" ] || rm -f "$2"  # never write through a symlink
     if [ -f "$2" ] && cmp -s "$1" "$2"; then
         chmod "$3" "$2"
         return 0
@@ -180,7 +181,29 @@ install_files() {
         put "$tmp" "$AVAHI_FILE" 0644
         rm -f "$tmp"
     fi
-    ln -sfn "$VENV/bin/picloud" /usr/local/bin/picloud
+    tmp=$(mktemp)
+    command_wrapper > "$tmp"
+    put "$tmp" /usr/local/bin/picloud 0755
+    rm -f "$tmp"
+}
+
+# /usr/local/bin/picloud: the CLI; after `sudo picloud token|restore` it hands what root
+# wrote into the state directory back to the service user (the unit grants no CAP_CHOWN).
+command_wrapper() {
+    cat <<WRAPPER
+#!/bin/sh
+# The picloud command, written by install.sh.
+set -u
+$VENV/bin/picloud "\$@"
+rc=\$?
+case "\${1:-}" in
+    token | restore)
+        if [ "\$(id -u)" = 0 ] && id picloud > /dev/null 2>&1; then
+            find $STATE_DIR -mindepth 1 ! -user picloud -exec chown -h picloud:picloud {} + || true
+        fi ;;
+esac
+exit "\$rc"
+WRAPPER
 }
 
 port_dropin() {

@@ -116,16 +116,37 @@ def drop_root(user: str, state_dir: Path) -> str:
 
 
 def _hand_over(state_dir: Path, uid: int, gid: int) -> None:
-    """Make the state directory and everything in it belong to uid:gid (files a root run left)."""
+    """Make the state directory and everything in it belong to uid:gid (files a root run left).
+
+    Without CAP_CHOWN (the systemd unit does not grant it) a file that needs it is named
+    in a warning instead: the daemon then fails on that file with a clear error.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     top = state_dir.stat()
+    stuck: list[str] = []
     if top.st_uid != uid and not (top.st_gid == gid and top.st_mode & 0o070 == 0o070):
-        os.chown(state_dir, uid, gid)
+        _chown(str(state_dir), uid, gid, stuck)
     for root, dirs, files in os.walk(state_dir):
         for name in dirs + files:
             path = os.path.join(root, name)
             if os.lstat(path).st_uid != uid:
-                os.lchown(path, uid, gid)
+                _chown(path, uid, gid, stuck)
+    if stuck:
+        log.warning(
+            "privileges: cannot hand %s to uid %d; run: chown -R %d:%d %s",
+            ", ".join(stuck[:5]),
+            uid,
+            uid,
+            gid,
+            state_dir,
+        )
+
+
+def _chown(path: str, uid: int, gid: int, stuck: list[str]) -> None:
+    try:
+        os.lchown(path, uid, gid)
+    except PermissionError:
+        stuck.append(path)
 
 
 def _raise_errno(what: str) -> None:

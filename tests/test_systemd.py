@@ -7,6 +7,7 @@ socket bound here, exactly as it would to systemd.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -256,9 +257,32 @@ def test_ready_only_when_healthz_answers_then_status_watchdog_and_stopping(
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
                 assert b"NOTIFY_SOCKET" not in environ
                 assert b"WATCHDOG_" not in environ
+        assert _script_environment(port) == {}
         proc.send_signal(signal.SIGTERM)
         assert "STOPPING=1" in notes.wait_for("STOPPING=1", timeout=10)
         assert proc.wait(timeout=20) == 0
+
+
+def _script_environment(port: int) -> dict[str, str]:
+    """What a deployed script sees of NOTIFY_*, WATCHDOG_*, LISTEN_* in os.environ."""
+    source = "import os\ndef handle(ctx):\n    return dict(os.environ)\n"
+    _admin(port, "/api/v1/admin/apps", {"id": "home"})
+    _admin(port, "/api/v1/admin/scripts", {"id": "env", "app": "home", "public": True,
+                                           "source": source})  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api/v1/execute/env"
+    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - loopback
+        env: dict[str, str] = json.loads(resp.read())
+    assert "PATH" in env  # the script did run and return its environment
+    return {k: v for k, v in env.items() if k.startswith(("NOTIFY_", "WATCHDOG_", "LISTEN_"))}
+
+
+def _admin(port: int, path: str, body: dict[str, object]) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
+        assert resp.status == 201
 
 
 def test_watchdog_stops_pinging_while_the_store_writer_is_stuck(tmp_path: Path) -> None:
