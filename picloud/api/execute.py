@@ -46,7 +46,12 @@ async def _execute(request: web.Request, tail: str) -> web.StreamResponse:
         key = bearer(request, alt_header="X-PiCloud-Key")
         if key is None or not lookup.key_matches(script.app_id, hash_key(key)):
             raise Unauthorized("this script needs an API key of its app")
-    body = await read_body(request, app[SETTINGS].max_execute_body_bytes)
+    # Most calls (GET) have no body: skip the stream read altogether.
+    body = (
+        await read_body(request, app[SETTINGS].max_execute_body_bytes)
+        if request.body_exists
+        else b""
+    )
     secrets = lookup.secrets(script.app_id)
     ctx = build_ctx(
         app_id=script.app_id,
