@@ -497,3 +497,32 @@ def test_the_cli_does_not_import_the_daemon() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_restore_into_a_mount_point_moves_entries_not_the_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A USB SSD mounted at the state dir: it cannot be renamed, so its entries move."""
+    from picloud.ops import restore as restore_mod
+
+    file = _archive_at_schema(tmp_path, migrate.latest_version())
+    state = tmp_path / "mnt"
+    state.mkdir()
+    (state / "lost+found").mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(restore_mod.os.path, "ismount", lambda p: Path(p) == state or real(p))
+    done = restore_mod.restore(file, state)  # only lost+found: counts as empty
+    assert done.moved_aside is None
+    (state / "admin.token").write_text("pc_admin_here\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    again = restore_mod.restore(file, state, force=True)
+    assert again.moved_aside is not None
+    assert again.moved_aside.parent == state
+    assert (again.moved_aside / "picloud.db").is_file()
+    assert (state / "admin.token").read_text() == "pc_admin_here\n"
+    assert (state / "lost+found").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made beside it
+    assert not list(state.glob(".restore-*"))
+    conn = sqlite3.connect(state / "picloud.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == migrate.latest_version()
+    conn.close()

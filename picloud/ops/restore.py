@@ -24,6 +24,7 @@ from picloud.store.db import connect
 __all__ = ["RESTORED_CONFIG", "RestoreError", "Restored", "restore"]
 
 RESTORED_CONFIG = "picloud.toml.restored"
+_LOST_FOUND = "lost+found"  # ext4 puts it at the root of every file system
 # picloud.auth.TOKEN_FILE, not imported: picloud.auth pulls in aiohttp (tests pin them equal).
 TOKEN_FILE = "admin.token"
 
@@ -47,7 +48,10 @@ def restore(archive_path: Path, state_dir: Path, *, force: bool = False) -> Rest
     state_dir = state_dir.absolute()
     if is_locked(state_dir):
         raise RestoreError(f"a PiCloud daemon is running on {state_dir}; stop it first")
-    occupied = state_dir.exists() and any(state_dir.iterdir())
+    # A mount point (a USB SSD at /var/lib/picloud) cannot be renamed, and a sibling
+    # staging dir would be on another file system: work inside it instead.
+    mounted = state_dir.is_dir() and os.path.ismount(state_dir)
+    occupied = state_dir.exists() and any(p.name != _LOST_FOUND for p in state_dir.iterdir())
     if occupied and not force:
         raise RestoreError(
             f"{state_dir} is not empty; use --force to move it aside and restore over it"
@@ -55,14 +59,23 @@ def restore(archive_path: Path, state_dir: Path, *, force: bool = False) -> Rest
     if not archive_path.is_file():
         raise RestoreError(f"{archive_path}: no such file")
     state_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{state_dir.name}.restore-", dir=state_dir.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=".restore-", dir=state_dir)
+        if mounted
+        else tempfile.mkdtemp(prefix=f".{state_dir.name}.restore-", dir=state_dir.parent)
+    )
     try:
         manifest = archive.extract_verified(archive_path, staging)
         schema_from, schema_to = _check_and_migrate(staging / archive.DATABASE, manifest["schema"])
         config = staging / archive.CONFIG
         if config.exists():
             config.rename(staging / RESTORED_CONFIG)
-        moved = _install(staging, state_dir, occupied)
+        owner = _owner(state_dir)
+        if mounted:
+            moved = _install_contents(staging, state_dir, occupied)
+        else:
+            moved = _install(staging, state_dir, occupied)
+        _hand_over(state_dir, owner)
     except archive.ArchiveError as exc:
         raise RestoreError(str(exc)) from exc
     finally:
@@ -111,23 +124,50 @@ def _check_and_migrate(db_path: Path, manifest_schema: int) -> tuple[int, int]:
 def _install(staging: Path, state_dir: Path, occupied: bool) -> Path | None:
     """Move the old state directory aside (or drop it when empty), then rename staging in."""
     moved: Path | None = None
-    owner = _owner(state_dir)
     if occupied:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        moved = state_dir.with_name(f"{state_dir.name}.old-{stamp}")
+        moved = state_dir.with_name(f"{state_dir.name}.old-{_stamp()}")
         state_dir.rename(moved)
     elif state_dir.exists():
         state_dir.rmdir()
     os.chmod(staging, 0o700)
-    if moved is not None and (moved / TOKEN_FILE).is_file():
-        # The token is this machine's, never the archive's: clients keep working.
-        shutil.copy2(moved / TOKEN_FILE, staging / TOKEN_FILE)
+    _keep_token(moved, staging)
     staging.rename(state_dir)
-    if owner is not None and os.geteuid() == 0:
-        # Restored as root for a daemon that runs as its own user: hand the files over.
-        for path in [state_dir, *state_dir.iterdir()]:
-            os.chown(path, *owner)
     return moved
+
+
+def _install_contents(staging: Path, state_dir: Path, occupied: bool) -> Path | None:
+    """The same for a state directory that is a mount point: move entries, not the directory."""
+    moved: Path | None = None
+    if occupied:
+        moved = state_dir / f".old-{_stamp()}"
+        moved.mkdir(mode=0o700)
+        for entry in list(state_dir.iterdir()):
+            if entry not in (staging, moved) and entry.name != _LOST_FOUND:
+                entry.rename(moved / entry.name)
+    _keep_token(moved, staging)
+    for entry in list(staging.iterdir()):
+        entry.rename(state_dir / entry.name)
+    staging.rmdir()
+    return moved
+
+
+def _keep_token(moved: Path | None, staging: Path) -> None:
+    """The token is this machine's, never the archive's: keep it so clients keep working."""
+    if moved is not None and (moved / TOKEN_FILE).is_file():
+        shutil.copy2(moved / TOKEN_FILE, staging / TOKEN_FILE)
+
+
+def _hand_over(state_dir: Path, owner: tuple[int, int] | None) -> None:
+    """Restored as root for a daemon that runs as its own user: give the files back."""
+    if owner is None or os.geteuid() != 0:
+        return
+    for path in [state_dir, *state_dir.iterdir()]:
+        if not path.name.startswith(".old-"):
+            os.chown(path, *owner)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _owner(path: Path) -> tuple[int, int] | None:
