@@ -301,10 +301,13 @@ summary() {
 
 uninstall() {
     purge=$1
+    units="picloud.service picloud.socket picloud-firstboot.service"
     if systemd_running; then
-        systemctl disable --now picloud.service picloud.socket > /dev/null 2>&1 || true
+        # shellcheck disable=SC2086 # one word per unit
+        systemctl disable --now $units > /dev/null 2>&1 || true
     else
-        systemctl disable picloud.service picloud.socket > /dev/null 2>&1 || true
+        # shellcheck disable=SC2086
+        systemctl disable $units > /dev/null 2>&1 || true
     fi
     rm -rf "$UNIT_DIR/picloud.service" "$UNIT_DIR/picloud.socket" "$UNIT_DIR/picloud.socket.d" \
         "$UNIT_DIR/picloud-firstboot.service" "$AVAHI_FILE" /usr/local/bin/picloud "$PREFIX"
