@@ -14,10 +14,11 @@ function eventOf(d) {
 
 function renderList(main, params) {
   let app = params.get("app") || "";
+  const script = h("input", { value: params.get("script") || "", placeholder: "any script", autocomplete: "off" });
   const rows = h("div", loading());
-  const toolbar = h("div.toolbar");
+  const toolbar = h("div.toolbar", field("Script", script));
   const paging = pager(
-    (cursor) => api.get(`admin/dead-letters${qs({ app, limit: 50, cursor })}`),
+    (cursor) => api.get(`admin/dead-letters${qs({ app, script: script.value.trim(), limit: 50, cursor })}`),
     (items) => clear(rows, items.length ? table([
       { label: "When", render: (d) => link(`#/dead-letters/${enc(d.id)}`, when(d.created_at)) },
       { label: "Script", render: (d) => d.script ?? d.script_id },
@@ -41,9 +42,10 @@ function renderList(main, params) {
     load();
   }, { anyLabel: "All apps", value: app }).then((picker) => {
     app = picker.value;
-    toolbar.append(field("App", picker.el));
+    toolbar.prepend(field("App", picker.el));
     load();
   });
+  script.addEventListener("change", load);
 }
 
 function summary(event) {

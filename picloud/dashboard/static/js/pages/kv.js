@@ -117,6 +117,15 @@ function renderCollection(main, app, collection) {
   load();
 }
 
+// Optional expiry, as the API's `ttl` (seconds). Saving without it makes the key permanent.
+function ttlInput() {
+  return h("input", { type: "number", min: 1, step: 1, placeholder: "never", inputmode: "numeric" });
+}
+
+function putBody(value, ttl) {
+  return ttl.value ? { value, ttl: Number(ttl.value) } : { value };
+}
+
 function preview(value) {
   const text = JSON.stringify(value);
   return text.length > 120 ? `${text.slice(0, 117)}…` : text;
@@ -125,6 +134,7 @@ function preview(value) {
 function newKeyForm(app, collection) {
   const key = h("input", { required: true, maxlength: 512, autocomplete: "off", placeholder: "key" });
   const value = h("textarea.mono", { rows: 3 }, "{}");
+  const ttl = ttlInput();
   const error = h("div");
   const save = h("button.primary", { type: "submit" }, "Save");
   const form = h("form", {
@@ -135,7 +145,7 @@ function newKeyForm(app, collection) {
       if (parsed === undefined) return;
       await busy(save, async () => {
         try {
-          await api.put(kvPath(app, collection, key.value), { value: parsed });
+          await api.put(kvPath(app, collection, key.value), putBody(parsed, ttl));
           toast(`Saved ${key.value}`);
           location.hash = `${collectionHref(app, collection)}/${enc(key.value)}`;
         } catch (err) {
@@ -143,7 +153,8 @@ function newKeyForm(app, collection) {
         }
       });
     },
-  }, h("div.grid", field("Key", key), field("Value (JSON)", value)), error, h("div.actions", save));
+  }, h("div.grid", field("Key", key), field("Value (JSON)", value), field("Expires after (seconds)", ttl)),
+  error, h("div.actions", save));
   return form;
 }
 
@@ -172,6 +183,7 @@ function renderKey(main, app, collection, key) {
     }
     const value = h("textarea.mono.json-edit", { rows: 14, "aria-label": "Value as JSON" }, item ? pretty(item.value) : "null");
     const error = h("div");
+    const ttl = ttlInput();
     const save = h("button.primary", { type: "button" }, "Save");
     const remove = h("button.danger", { type: "button" }, "Delete key");
     save.addEventListener("click", async () => {
@@ -179,7 +191,7 @@ function renderKey(main, app, collection, key) {
       const parsed = parseJson(value.value, error);
       if (parsed === undefined) return;
       await busy(save, async () => {
-        await api.put(kvPath(app, collection, key), { value: parsed });
+        await api.put(kvPath(app, collection, key), putBody(parsed, ttl));
         value.value = pretty(parsed);
         toast(`Saved ${key}`);
       });
@@ -195,6 +207,7 @@ function renderKey(main, app, collection, key) {
     clear(box, section("Value",
       item ? null : h("p.alert", "This key does not exist; saving creates it."),
       h("p.muted", h("code", key), " in ", h("code", collection)),
-      value, error, h("div.actions", save, item ? remove : null)));
+      value, field("Expires after (seconds)", ttl, "Empty: never. Saving sets the expiry anew."),
+      error, h("div.actions", save, item ? remove : null)));
   })();
 }
