@@ -23,6 +23,8 @@ class Recorder:
         self._rows: list[store.Invocation] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: a listing's flush must wait for rows a periodic flush holds.
+        self._lock = asyncio.Lock()
         self.dropped = 0
 
     def start(self) -> None:
@@ -40,14 +42,15 @@ class Recorder:
         return next((r for r in self._rows if r.id == invocation_id), None)
 
     async def flush(self) -> None:
-        rows, self._rows = self._rows, []
-        if not rows:
-            return
-        try:
-            await self.db.write(lambda conn: store.insert_many(conn, rows))
-        except Exception:
-            log.exception("executor: could not record %d invocations", len(rows))
-            self._rows[:0] = rows[-_MAX_BUFFER:]
+        async with self._lock:
+            rows, self._rows = self._rows, []
+            if not rows:
+                return
+            try:
+                await self.db.write(lambda conn: store.insert_many(conn, rows))
+            except Exception:
+                log.exception("executor: could not record %d invocations", len(rows))
+                self._rows[:0] = rows[-_MAX_BUFFER:]
 
     async def _loop(self) -> None:
         while True:
