@@ -1,6 +1,6 @@
 // The shell: sign-in, navigation and a hash router that mounts one page at a time.
 import { ApiError, call, clearToken, setToken, token, whenUnauthorized } from "./api.js";
-import { clear, h, toast } from "./ui.js";
+import { clear, errorBox, h, toast } from "./ui.js";
 
 const PAGES = [
   ["apps", "Apps", () => import("./pages/apps.js")],
@@ -58,6 +58,14 @@ function signIn(message) {
   input.focus();
 }
 
+function decodePart(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function logo() {
   const img = h("img", { src: new URL("../favicon.svg", import.meta.url).href, alt: "", width: 24, height: 24 });
   return img;
@@ -103,7 +111,7 @@ async function route(navigation) {
   const main = document.getElementById("main");
   if (!main || !root.querySelector("nav")) return shell();
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
-  const parts = path.split("/").map(decodeURIComponent);
+  const parts = path.split("/").map(decodePart);
   const page = PAGES.find(([id]) => id === parts[0]);
   if (!page) {
     location.replace("#/apps");
@@ -115,12 +123,17 @@ async function route(navigation) {
   }
   runCleanup();
   const seq = ++renderSeq;
-  const mod = await page[2]();
-  if (seq !== renderSeq) return;
-  clear(main);
   document.title = `${page[1]} · PiCloud`;
-  const result = mod.render(main, parts.slice(1).filter(Boolean), new URLSearchParams(query));
-  cleanup = typeof result === "function" ? result : null;
+  try {
+    const mod = await page[2]();
+    if (seq !== renderSeq) return;
+    clear(main);
+    const result = mod.render(main, parts.slice(1).filter(Boolean), new URLSearchParams(query));
+    cleanup = typeof result === "function" ? result : null;
+  } catch (err) {
+    // A page that cannot load (the daemon went away mid-upgrade) says so instead of going blank.
+    clear(main, h("h1", { tabindex: "-1" }, page[1]), errorBox({ message: `this page failed to load: ${err.message}` }));
+  }
   if (moveFocus) {
     window.scrollTo(0, 0);
     main.querySelector("h1")?.focus({ preventScroll: true });
