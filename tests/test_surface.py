@@ -63,3 +63,13 @@ async def test_every_route_is_documented(daemon: Daemon) -> None:
         assert summary, "empty document"
     resp = await daemon.client.get("/api/v1/openapi.json")
     assert (await resp.json())["paths"] == doc["paths"]
+
+
+async def test_wrong_method_on_a_known_route_is_405(daemon: Daemon) -> None:
+    resp = await daemon.client.request("PATCH", "/api/v1/admin/apps", headers=daemon.headers)
+    assert resp.status == 405
+    assert (await resp.json())["error"]["code"] == "bad_request"
+    assert "GET" in resp.headers["Allow"]
+    assert "POST" in resp.headers["Allow"]
+    resp = await daemon.client.request("PATCH", "/api/v1/admin/nothing", headers=daemon.headers)
+    assert resp.status == 404
