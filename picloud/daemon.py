@@ -167,12 +167,14 @@ async def _wait_for_signal() -> None:
 
 def configure_logging(level: str) -> None:
     """The journal under systemd (structured, with priorities), else plain lines to stderr."""
-    handler = sdnotify.journal_handler() or logging.StreamHandler(sys.stderr)
-    fmt = (
-        "%(levelname)s %(name)s: %(message)s"
-        if sdnotify.under_systemd()
-        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    journal = sdnotify.journal_handler()
+    handler = journal or logging.StreamHandler(sys.stderr)
+    if journal is not None:
+        fmt = "%(name)s: %(message)s"  # the level travels as the entry's PRIORITY
+    elif sdnotify.under_systemd():
+        fmt = "%(levelname)s %(name)s: %(message)s"  # journald adds the timestamp
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -59,7 +59,9 @@ class _CapData(ctypes.Structure):
 async def privileges_ctx(app: web.Application) -> AsyncIterator[None]:
     """Runs right after the zygote has started and before the store opens."""
     settings = app[SETTINGS]
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not settings.service_user:
+        log.warning("privileges: running as root (service_user is empty)")
+    elif os.geteuid() == 0:
         log.info("privileges: %s", drop_root(settings.service_user, settings.state_dir))
     elif capabilities("CapPrm"):
         clear_capabilities()

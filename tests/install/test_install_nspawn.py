@@ -239,6 +239,9 @@ def test_install_starts_a_healthy_service_as_picloud(machine: Machine) -> None:
     assert "WATCHDOG_USEC" not in env
     assert machine.sh("stat -c %U:%G:%a /var/lib/picloud").stdout.strip() == "root:picloud:770"
     assert machine.sh("stat -c %U /var/lib/picloud/picloud.db").stdout.strip() == "picloud"
+    # Logged through systemd-python's JournalHandler: structured, with the logger's name.
+    journal = machine.sh("journalctl -u picloud.service -o json --no-pager").stdout
+    assert '"LOGGER":"picloud.privileges"' in journal, journal[-2000:]
 
 
 def test_the_unit_costs_the_sandbox_no_layer(machine: Machine) -> None:
