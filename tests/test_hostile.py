@@ -473,3 +473,63 @@ async def test_zygote_death_fails_clearly_and_recovers(home: Daemon) -> None:
     await still_answers(home)
     assert executor.zygote_restarts == 1
     _no_strays()
+
+
+async def test_thread_flood_is_contained(home: Daemon) -> None:
+    status, body = await run(
+        home,
+        """
+        import threading, time
+        def handle(ctx):
+            started = 0
+            try:
+                for _ in range(2000):
+                    threading.Thread(target=time.sleep, args=(0.5,), daemon=True).start()
+                    started += 1
+            except (RuntimeError, MemoryError, OSError):
+                pass
+            return started
+        """,
+    )
+    assert status in (200, 500), body
+    if status == 200:
+        assert body < 2000
+    await still_answers(home)
+
+
+async def test_no_secret_of_the_daemon_or_another_app_in_the_heap(home: Daemon) -> None:
+    await home.make_app("other")
+    await home.call(
+        "PUT", "/api/v1/admin/apps/other/secrets/api", json={"value": "other-app-s3cret"}
+    )
+    await home.deploy("o", "def handle(ctx):\n    return len(ctx['secrets'])\n", app="other")
+    assert (await home.client.get("/api/v1/execute/o")).status == 200
+    token = home.headers["Authorization"].split()[1]
+    status, body = await run(
+        home,
+        f"""
+        import gc
+        # Reversed, so the needles themselves are nowhere in this heap.
+        REV = ({token[::-1]!r}, {"other-app-s3cret"[::-1]!r})
+        def handle(ctx):
+            hits = []
+            objs = gc.get_objects()
+            def check(v):
+                if isinstance(v, str) and v not in REV and any(r in v[::-1] for r in REV):
+                    hits.append(len(v))
+            for obj in objs:
+                if obj is REV or obj is objs or obj is hits:
+                    continue
+                # Referents too: dicts of plain strings are not tracked by the gc themselves.
+                for ref in gc.get_referents(obj):
+                    check(ref)
+                    if isinstance(ref, dict):
+                        for k, v in ref.items():
+                            check(k)
+                            check(v)
+            return hits
+        """,
+    )
+    assert status == 200, body
+    assert body == []
+    await still_answers(home)
