@@ -66,6 +66,7 @@ export function createEditor(text = "", { label = "Script source", onChange } = 
     set value(v) {
       area.value = v;
       refresh();
+      if (onChange) onChange(v);
     },
     // Mark a line (1-based) as the compile error's, scroll it into view and say why.
     markError(line, message) {

@@ -148,7 +148,10 @@ function renderScript(main, id) {
       return;
     }
     const state = { script };
-    const editor = createEditor(script.source || "");
+    const dirty = h("span.badge.warn", { hidden: true }, "unsaved changes");
+    const editor = createEditor(script.source || "", {
+      onChange: (text) => (dirty.hidden = text === (state.script.source || "")),
+    });
     const error = h("div");
     const title = h("span.muted", `v${script.version}`);
     const history = h("div", loading());
@@ -162,6 +165,7 @@ function renderScript(main, id) {
         try {
           state.script = await api.put(base, { source: editor.value });
           state.script.source = editor.value;
+          dirty.hidden = true;
           title.textContent = `v${state.script.version}`;
           toast(`Deployed v${state.script.version}`);
           await reloadVersions();
@@ -179,7 +183,7 @@ function renderScript(main, id) {
       }
     });
     clear(body,
-      section("Source", h("div.section-meta", "Current version ", title, " · app ", link(`#/apps/${enc(script.app)}`, script.app)),
+      section("Source", h("div.section-meta", "Current version ", title, " · app ", link(`#/apps/${enc(script.app)}`, script.app), " ", dirty),
         editor.el, error, h("div.actions", deploy)),
       settingsSection(base, state),
       section("Versions", history, diffBox),
