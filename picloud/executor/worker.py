@@ -19,12 +19,14 @@ import time
 import traceback
 from typing import Any, NoReturn
 
+import msgspec
+
 from picloud.executor.sandbox import Sandbox
 from picloud.sdk import _channel, kv
 from picloud.sdk.log import capture, log
 from picloud.sdk.response import BadReturn, Response, to_http
 
-__all__ = ["RESULT_MAX", "child_main"]
+__all__ = ["RESULT_MAX", "child_main", "spare_main"]
 
 RESULT_MAX = 4 * 1024 * 1024  # the largest response body a script may return
 MiB = 1024 * 1024
@@ -43,7 +45,44 @@ def child_main(chan_fd: int, spec: dict[str, Any], sandbox: Sandbox) -> NoReturn
     os._exit(code)
 
 
-def _detach(chan_fd: int, sandbox: Sandbox) -> None:
+def spare_main(chan_fd: int, assign_fd: int, sandbox: Sandbox) -> NoReturn:
+    """A spare forked ahead of demand, not yet of any app; never returns.
+
+    It does the app-independent work now (session, fds, environment, first-touch
+    page faults), then blocks until the zygote assigns it an app (uid + limits)
+    through `assign_fd`; only then does it drop into the sandbox and serve. An EOF
+    instead (the zygote went away) ends it.
+    """
+    code = 0
+    try:
+        _detach(chan_fd, sandbox, assign_fd)
+        _warm()
+        # A length-prefixed message, not "read to EOF": a spare forked after this one holds a
+        # copy of the pipe's write end until it has closed its inherited fds.
+        head = os.read(assign_fd, 4)
+        data = os.read(assign_fd, int.from_bytes(head, "big")) if len(head) == 4 else b""
+        os.close(assign_fd)
+        if data:
+            spec = msgspec.msgpack.decode(data)
+            sandbox.apply(spec.get("uid"), spec["limits"])
+            _serve(socket.socket(fileno=chan_fd), spec)
+    except BaseException:  # the channel's EOF tells the daemon; nothing else can be reported
+        code = 70
+    os._exit(code)
+
+
+def _warm() -> None:
+    """Touch what the first job touches, so its copy-on-write faults happen before it."""
+    frame = {"t": "result", "status": "ok", "http": [200, {}, b""], "log": ""}
+    msgspec.msgpack.decode(msgspec.msgpack.encode(frame))
+    namespace: dict[str, Any] = {"__builtins__": builtins}
+    exec(compile("def handle(ctx):\n    return {'ok': 1}\n", "<warm>", "exec"), namespace)  # noqa: S102
+    to_http(namespace["handle"]({}))
+    capture.reset(1024)
+    traceback.format_exception(ValueError, ValueError("warm"), None)
+
+
+def _detach(chan_fd: int, sandbox: Sandbox, *extra: int) -> None:
     """New session, stdio on /dev/null, every inherited fd closed but the channel."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -52,7 +91,7 @@ def _detach(chan_fd: int, sandbox: Sandbox) -> None:
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    keep = sorted({0, 1, 2, chan_fd, *sandbox.keep_fds})
+    keep = sorted({0, 1, 2, chan_fd, *extra, *sandbox.keep_fds})
     low = 0
     for fd in keep:
         if fd > low:

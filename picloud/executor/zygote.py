@@ -19,6 +19,7 @@ import array
 
 # The utility modules scripts rely on, imported once so children inherit them.
 import base64  # noqa: F401
+import collections
 import ctypes
 import datetime  # noqa: F401
 import gc
@@ -34,7 +35,7 @@ import selectors
 import signal
 import socket
 import sys
-import time  # noqa: F401
+import time
 import traceback  # noqa: F401
 import uuid  # noqa: F401
 from typing import Any
@@ -47,6 +48,7 @@ from picloud.executor.sandbox import Sandbox
 
 __all__ = ["main"]
 
+SPARES = 2  # generic spares kept forked: a cold start then costs no fork on its path
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
@@ -66,6 +68,9 @@ class Zygote:
         self.sandbox = sandbox
         self.base_data = base_data
         self.children: set[int] = set()
+        # Forked ahead, not yet of any app: (pid, the daemon's channel end, the assign pipe).
+        self.spares: collections.deque[tuple[int, socket.socket, int]] = collections.deque()
+        self.refill_after = 0.0
 
     def send(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
         data = _enc.encode(msg)
@@ -76,22 +81,55 @@ class Zygote:
             self.ctl.send(data)
 
     def spawn(self, msg: dict[str, Any]) -> None:
+        """A worker for the daemon: a spare assigned to the app if one is ready, else a fork."""
         req = msg.get("req")
-        try:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        except OSError as exc:
-            self.send({"op": "spawn_failed", "req": req, "error": str(exc)})
-            return
         spec = {"uid": msg.get("uid"), "limits": msg["limits"], "base_data": self.base_data}
-        pid = os.fork()
-        if pid == 0:
-            worker.child_main(theirs.detach(), spec, self.sandbox)
-        theirs.close()
-        self.children.add(pid)
+        if self.spares:
+            pid, ours, assign = self.spares.popleft()
+            try:
+                data = _enc.encode(spec)  # well under PIPE_BUF: one atomic write
+                os.write(assign, len(data).to_bytes(4, "big") + data)
+            finally:
+                os.close(assign)
+        else:
+            try:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            except OSError as exc:
+                self.send({"op": "spawn_failed", "req": req, "error": str(exc)})
+                return
+            pid = os.fork()
+            if pid == 0:
+                worker.child_main(theirs.detach(), spec, self.sandbox)
+            theirs.close()
+            self.children.add(pid)
         try:
             self.send({"op": "spawned", "req": req, "pid": pid}, [ours.fileno()])
         finally:
             ours.close()
+
+    def refill_one(self) -> None:
+        """Fork one spare (called between requests: never on a spawn's critical path)."""
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            rfd, wfd = os.pipe()
+            pid = os.fork()
+        except OSError as exc:  # out of fds or processes: try again in a while, not in a loop
+            print(f"picloud zygote: cannot fork a spare: {exc}", file=sys.stderr)
+            self.refill_after = time.monotonic() + 5.0
+            return
+        if pid == 0:
+            worker.spare_main(theirs.detach(), rfd, self.sandbox)
+        theirs.close()
+        os.close(rfd)
+        self.children.add(pid)
+        self.spares.append((pid, ours, wfd))
+
+    def _drop_spare(self, pid: int) -> None:
+        for spare in list(self.spares):
+            if spare[0] == pid:
+                self.spares.remove(spare)
+                spare[1].close()
+                os.close(spare[2])
 
     def kill(self, pid: int) -> None:
         if pid not in self.children:
@@ -111,6 +149,7 @@ class Zygote:
             if pid == 0:
                 return
             self.children.discard(pid)
+            self._drop_spare(pid)
             cpu = (usage.ru_utime + usage.ru_stime) * 1000
             exit_msg = {"op": "exit", "pid": pid, "status": status}
             self.send({**exit_msg, "cpu_ms": cpu, "maxrss_kb": usage.ru_maxrss})
@@ -132,7 +171,13 @@ class Zygote:
         sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         sel.register(rfd, selectors.EVENT_READ, "sig")
         while True:
-            for key, _ in sel.select():
+            # Spares are forked only when nothing is waiting: one at a time, between requests.
+            idle = len(self.spares) < SPARES and time.monotonic() >= self.refill_after
+            events = sel.select(timeout=0 if idle else None)
+            if not events and idle:
+                self.refill_one()
+                continue
+            for key, _ in events:
                 if key.data == "sig":
                     while True:
                         try:
