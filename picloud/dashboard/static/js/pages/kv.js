@@ -76,8 +76,8 @@ function renderCollection(main, app, collection) {
   let nextCursor = null;
   main.append(
     pageHeader(`KV: ${app} / ${collection}`, link(`#/kv/${enc(app)}`, "All collections")),
-    section("New key", newKeyForm(app, collection)),
     section("Keys", h("div.toolbar", prefix), rows, h("div.pager", prev, pos, next)),
+    section("New key", newKeyForm(app, collection)),
   );
   async function load() {
     try {
