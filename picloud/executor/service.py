@@ -109,6 +109,14 @@ class SandboxExecutor:
             except (OSError, SpawnError, TimeoutError) as exc:
                 log.error("executor: zygote restart failed: %s", exc)
                 continue
+            missing = _missing(self.zygote.layers)
+            if missing and self.settings.sandbox == "required":
+                # e.g. restarted after the daemon dropped root: fail closed, never run degraded
+                log.error("executor: restarted zygote lacks %s; sandbox=required", missing)
+                await self.zygote.stop()
+                continue
+            if missing:
+                log.warning("sandbox: degraded after the restart, missing %s", ", ".join(missing))
             self.zygote_restarts += 1
             self.app[RUNTIME].pool_ready = True
             log.info("executor: zygote restarted")
