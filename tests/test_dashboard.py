@@ -165,6 +165,9 @@ def _shoot(page: Page, name: str) -> None:
     page.screenshot(path=SHOTS / f"{name}-desktop.png", full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=SHOTS / f"{name}-phone.png", full_page=True)
+    # Responsive: nothing makes a phone scroll sideways (wide content scrolls in its own box).
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name} is {width}px wide on a phone"
     page.set_viewport_size(DESKTOP)
 
 
