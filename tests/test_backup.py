@@ -526,3 +526,21 @@ def test_restore_into_a_mount_point_moves_entries_not_the_dir(
     conn = sqlite3.connect(state / "picloud.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == migrate.latest_version()
     conn.close()
+
+
+def test_restore_check_verifies_without_restoring(tmp_path: Path, run: Callable[..., Any]) -> None:
+    state = tmp_path / "state"
+    latest = migrate.latest_version()
+    good = run("restore", "--check", str(_archive_at_schema(tmp_path, latest)), state=state)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("ok: ")
+    older = run("restore", "--check", str(_archive_at_schema(tmp_path, latest - 1)), state=state)
+    assert older.returncode == 0, older.stderr
+    assert f"migrates it to schema {latest}" in older.stdout
+    newer = run("restore", "--check", str(_archive_at_schema(tmp_path, latest + 1)), state=state)
+    assert newer.returncode == 1
+    assert "newer than this PiCloud knows" in newer.stderr
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"\x1f\x8b not really")
+    assert run("restore", "--check", str(bad), state=state).returncode == 1
+    assert not state.exists()  # nothing was restored anywhere

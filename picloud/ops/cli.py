@@ -9,7 +9,7 @@ from pathlib import Path
 from picloud.config import load_settings
 from picloud.ops import archive
 from picloud.ops.backup import make_backup
-from picloud.ops.restore import RestoreError, restore
+from picloud.ops.restore import RestoreError, restore, verify
 
 __all__ = ["register"]
 
@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--force",
         action="store_true",
         help="restore over a non-empty state directory, moving it aside to <state>.old-<time>",
+    )
+    rest.add_argument(
+        "--check",
+        action="store_true",
+        help="only verify the archive (sha256s, integrity, schema); change nothing",
     )
     rest.set_defaults(func=_restore)
 
@@ -55,6 +60,8 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args.file)
     settings = load_settings()
     try:
         done = restore(args.file, settings.state_dir, force=args.force)
@@ -76,4 +83,22 @@ def _restore(args: argparse.Namespace) -> int:
         _say(f"the archived config file is at {done.config}; copy it to use it")
     if done.moved_aside is None:
         _say("a new admin token is made on first start unless PICLOUD_ADMIN_TOKEN is set")
+    return 0
+
+
+def _check(file: Path) -> int:
+    try:
+        done = verify(file)
+    except RestoreError as exc:
+        _say(f"picloud: {file} cannot be restored: {exc}", err=True)
+        return 1
+    except OSError as exc:
+        _say(f"picloud: check failed: {exc}", err=True)
+        return 1
+    upgrade = (
+        f"; restoring migrates it to schema {done.schema_to}"
+        if done.schema_from != done.schema_to
+        else ""
+    )
+    _say(f"ok: {file} ({done.created_at}, schema {done.schema_from}){upgrade}")
     return 0

@@ -21,7 +21,7 @@ from picloud.ops.lock import is_locked
 from picloud.store import migrate
 from picloud.store.db import connect
 
-__all__ = ["RESTORED_CONFIG", "RestoreError", "Restored", "restore"]
+__all__ = ["RESTORED_CONFIG", "RestoreError", "Restored", "restore", "verify"]
 
 RESTORED_CONFIG = "picloud.toml.restored"
 _LOST_FOUND = "lost+found"  # ext4 puts it at the root of every file system
@@ -88,6 +88,23 @@ def restore(archive_path: Path, state_dir: Path, *, force: bool = False) -> Rest
         moved,
         restored_config if restored_config.exists() else None,
         str(manifest.get("created_at", "")),
+    )
+
+
+def verify(archive_path: Path) -> Restored:
+    """Every check of `restore`, on a temporary copy: is this archive restorable here?"""
+    if not archive_path.is_file():
+        raise RestoreError(f"{archive_path}: no such file")
+    with tempfile.TemporaryDirectory(prefix="picloud-verify-") as tmp:
+        try:
+            manifest = archive.extract_verified(archive_path, Path(tmp))
+        except archive.ArchiveError as exc:
+            raise RestoreError(str(exc)) from exc
+        schema_from, schema_to = _check_and_migrate(
+            Path(tmp) / archive.DATABASE, manifest["schema"]
+        )
+    return Restored(
+        Path(tmp), schema_from, schema_to, None, None, str(manifest.get("created_at", ""))
     )
 
 
