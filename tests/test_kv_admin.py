@@ -200,3 +200,10 @@ async def test_admin_changes_fire_triggers_like_sdk_changes(home: Daemon) -> Non
         ("update", "w", "k", 2, 0),
         ("delete", "w", "k", None, 0),
     ]
+
+
+async def test_largest_page_of_collections_is_not_a_server_error(home: Daemon) -> None:
+    await home.call("PUT", _url("c1", "k"), json={"value": 1}, expect=200)
+    body = await home.call("GET", "/api/v1/admin/apps/home/kv?limit=1000", expect=200)
+    assert [c["collection"] for c in body["items"]] == ["c1"]
+    await home.call("GET", "/api/v1/admin/apps/home/kv?limit=1001", expect=400)
