@@ -56,6 +56,17 @@ async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(retention.run_forever(db, settings, ops.retention), name="retention")
     ]
+    log.info(
+        "ops: retention every %.0f s (invocations %d / %g days, versions %d); backups %s",
+        retention.INTERVAL_S,
+        settings.invocations_keep,
+        settings.invocations_keep_days,
+        settings.script_versions_keep,
+        f"every {settings.backup_interval_h:g} h to {settings.backup_dir}, "
+        f"keeping {settings.backup_keep}"
+        if settings.backup_dir is not None
+        else "not scheduled (backup_dir unset)",
+    )
     if settings.backup_dir is not None:
         tasks.append(
             asyncio.create_task(
