@@ -343,3 +343,22 @@ async def test_a_revoked_key_is_refused_at_once(home: Daemon) -> None:
     assert (await _run(home, "/api/v1/execute/priv", headers=headers))[0] == 200
     await home.call("DELETE", f"/api/v1/admin/apps/home/keys/{made['id']}", expect=None)
     assert (await _run(home, "/api/v1/execute/priv", headers=headers))[0] == 401
+
+
+async def test_a_recreated_script_runs_its_new_source(home: Daemon) -> None:
+    await home.deploy("again", "def handle(ctx):\n    return 'old'\n")
+    assert (await _run(home, "/api/v1/execute/again"))[1] == b"old"
+    await home.call("DELETE", "/api/v1/admin/scripts/again", expect=None)
+    await home.deploy("again", "def handle(ctx):\n    return 'new'\n")
+    assert (await _run(home, "/api/v1/execute/again"))[1] == b"new"
+
+
+@pytest.mark.parametrize(("size", "status"), [(3 << 20, 200), (5 << 20, 500)])
+async def test_response_body_cap(home: Daemon, size: int, status: int) -> None:
+    await home.deploy("big", f"def handle(ctx):\n    return 'x' * {size}\n")
+    got, body = await _run(home, "/api/v1/execute/big")
+    assert got == status
+    if status == 500:
+        assert body["error"]["code"] == "resource_limit"
+    else:
+        assert len(body) == size

@@ -43,7 +43,7 @@ class Worker:
     channel: WorkerChannel
     exited: asyncio.Future[ExitInfo]
     uses: int = 0
-    seen: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    seen: set[tuple[str, int, int]] = dataclasses.field(default_factory=set)
     last_used: float = dataclasses.field(default_factory=time.monotonic)
     busy: bool = False
 

@@ -174,11 +174,14 @@ class SandboxExecutor:
 
     async def _on_worker(self, worker: Worker, job: Job, invocation_id: str) -> Outcome:
         script = job.script
-        key = (script.script_id, script.version)
+        # The source's hash too: a script deleted and re-created starts again at version 1.
+        # (str caches its hash, and the lookup cache keeps the same str: nearly free.)
+        key = (script.script_id, script.version, hash(script.source))
         frame: dict[str, Any] = {
             "t": "job",
             "script": script.script_id,
             "version": script.version,
+            "h": key[2],
             "ctx": job.ctx,
             "memory_mb": script.memory_mb,
             "timeout_ms": script.timeout_ms,

@@ -108,7 +108,7 @@ def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
     _channel.channel = chan
     sys.stdout = sys.stderr = capture
     limits = _Limits(int(spec["base_data"]))
-    cache: dict[tuple[str, int], dict[str, Any]] = {}
+    cache: dict[tuple[str, int, int], dict[str, Any]] = {}
     while True:
         try:
             frame = chan.recv()
@@ -148,9 +148,9 @@ class _Limits:
             resource.setrlimit(resource.RLIMIT_CPU, (int(self.cpu_soft), resource.RLIM_INFINITY))
 
 
-def _load(frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]]) -> Any:
+def _load(frame: dict[str, Any], cache: dict[tuple[str, int, int], dict[str, Any]]) -> Any:
     """The script's `handle`, running the module's top level once per version per worker."""
-    key = (frame["script"], frame["version"])
+    key = (frame["script"], frame["version"], frame.get("h", 0))
     namespace = cache.get(key)
     if namespace is None:
         source = frame.get("source")
@@ -174,7 +174,7 @@ def _load(frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]]) -
 
 
 def _run(
-    frame: dict[str, Any], cache: dict[tuple[str, int], dict[str, Any]], limits: _Limits
+    frame: dict[str, Any], cache: dict[tuple[str, int, int], dict[str, Any]], limits: _Limits
 ) -> dict[str, Any]:
     capture.reset(int(frame.get("log_cap", 65536)))
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -202,7 +202,7 @@ def _run(
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_ms"] = (usage.ru_utime + usage.ru_stime - cpu_before) * 1000
     result["maxrss_kb"] = usage.ru_maxrss
-    result["loaded"] = (frame["script"], frame["version"]) in cache
+    result["loaded"] = (frame["script"], frame["version"], frame.get("h", 0)) in cache
     result["log"] = capture.getvalue()
     return result
 

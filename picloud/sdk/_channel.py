@@ -13,7 +13,7 @@ __all__ = ["HEADER", "ChannelClosed", "Channel", "call", "channel"]
 
 HEADER = struct.Struct(">I")
 # Frames the daemon sends a worker (a job: ctx + source) stay well under this.
-MAX_INBOUND = 8 * 1024 * 1024
+MAX_INBOUND = 64 * 1024 * 1024  # the daemon is trusted; this only stops a runaway frame
 # Exception types a reply may name; anything else becomes RuntimeError in the script.
 _RAISABLE = frozenset(
     {
