@@ -362,3 +362,11 @@ async def test_response_body_cap(home: Daemon, size: int, status: int) -> None:
         assert body["error"]["code"] == "resource_limit"
     else:
         assert len(body) == size
+
+
+async def test_forget_app_retires_its_warm_workers(home: Daemon) -> None:
+    await home.deploy("pid", PID)
+    first = (await _run(home, "/api/v1/execute/pid"))[1]
+    assert (await _run(home, "/api/v1/execute/pid"))[1] == first
+    home.client.app[EXECUTOR].forget_app("home")
+    assert (await _run(home, "/api/v1/execute/pid"))[1] != first

@@ -63,6 +63,7 @@ class Pool:
         self._by_pid: dict[int, Worker] = {}
         self._spawning = 0
         self._uids: dict[str, int] = {}
+        self._gone: set[str] = set()  # apps deleted while some of their workers were busy
         self._spares: set[asyncio.Task[None]] = set()
         self._sparing: dict[str, asyncio.Task[None]] = {}  # spares being forked right now
         self.max_frame = max(settings.kv_max_value_bytes, 4 * MiB) + settings.log_cap_bytes
@@ -99,6 +100,7 @@ class Pool:
         if pick is not None:
             pick.busy = True
             return pick, None
+        self._gone.discard(app_id)  # the id is in use (again): its new workers are good
         started = time.perf_counter()
         worker = await self._spawn(app_id)
         worker.busy = True
@@ -120,6 +122,7 @@ class Pool:
         worker.last_used = time.monotonic()
         if (
             not reusable
+            or worker.app_id in self._gone
             or worker.channel.closed
             or worker.uses >= self.settings.worker_max_invocations
         ):
@@ -218,6 +221,12 @@ class Pool:
                 worker.exited.set_result(ExitInfo(worker.pid, 9, 0.0, 0))  # as if SIGKILLed
         self._by_pid.clear()
         self._idle.clear()
+
+    def forget_app(self, app_id: str) -> None:
+        """Retire every idle worker of the app (busy ones are retired when they finish)."""
+        for worker in list(self._idle.get(app_id, ())):
+            self.retire(worker)
+        self._gone.add(app_id)
 
     def reap_idle(self) -> None:
         deadline = time.monotonic() - self.settings.worker_idle_s

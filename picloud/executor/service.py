@@ -60,6 +60,10 @@ class SandboxExecutor:
         """The sandbox layers in force (for GET /api/v1/admin/system under "sandbox")."""
         return dict(self.zygote.layers)
 
+    def forget_app(self, app_id: str) -> None:
+        """An app was deleted: none of its warm workers (and their memory) may serve again."""
+        self.pool.forget_app(app_id)
+
     def sandbox_report(self) -> dict[str, Any]:
         return self.layers
 
