@@ -217,3 +217,21 @@ async def test_counting_survives_deleting_the_newest_records(daemon: Daemon) -> 
             break
         await asyncio.sleep(0.1)
     assert samples.get(hello) == 1
+
+
+async def test_every_metric_is_documented_and_every_documented_one_exists(
+    daemon: Daemon,
+) -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    table = [ln for ln in doc.splitlines() if ln.startswith("| `picloud_")]
+    documented = {
+        name.removesuffix("_total")
+        for line in table
+        for name in re.findall(r"`(picloud_[a-z_]+)`", line.split("|")[1])
+    }
+    types, _ = await scrape(daemon)
+    exposed = {n for n in types if not n.startswith("picloud_process_")}
+    assert exposed - documented == set(), "exposed but not in docs/operations.md"
+    assert documented - exposed == set(), "documented but not exposed"
