@@ -235,3 +235,13 @@ async def test_every_metric_is_documented_and_every_documented_one_exists(
     exposed = {n for n in types if not n.startswith("picloud_process_")}
     assert exposed - documented == set(), "exposed but not in docs/operations.md"
     assert documented - exposed == set(), "documented but not exposed"
+
+
+async def test_openmetrics_when_the_scraper_asks(daemon: Daemon) -> None:
+    headers = {**daemon.headers, "Accept": "application/openmetrics-text; version=1.0.0"}
+    resp = await daemon.client.get("/metrics", headers=headers)
+    assert resp.status == 200
+    assert resp.content_type == "application/openmetrics-text"
+    text = await resp.text()
+    assert text.rstrip().endswith("# EOF")
+    assert "picloud_uptime_seconds" in text
