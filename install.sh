@@ -139,17 +139,25 @@ install_picloud() {
             --exclude=build --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
         spec=$build
     fi
-    # /etc/pip.conf is ignored on purpose: Raspberry Pi OS points it at piwheels, whose
-    # aarch64 files are pure-Python rebuilds that have broken hashes before.
-    PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$VENV/bin/python" -m pip install --quiet --upgrade --upgrade-strategy only-if-needed \
-        "$spec"
-    [ -z "${build:-}" ] || rm -rf "$build"
+    pip_install --upgrade --upgrade-strategy only-if-needed "$spec"
     after=$("$VENV/bin/python" -m pip show picloud | sed -n 's/^Version: //p')
+    if [ -n "${PICLOUD_SRC:-}" ] && [ "$before" = "$after" ]; then
+        # Same version number, new content (a rebuilt wheel, an edited checkout): pip
+        # would call that "already satisfied".
+        pip_install --force-reinstall --no-deps "$spec"
+    fi
+    [ -z "${build:-}" ] || rm -rf "$build"
     if [ "$before" != "$after" ] || [ "$print" != "index latest" ]; then
         CHANGED=1
     fi
     echo "$print" > "$STAMP"
+}
+
+pip_install() {
+    # /etc/pip.conf is ignored on purpose: Raspberry Pi OS points it at piwheels, whose
+    # aarch64 files are pure-Python rebuilds that have broken hashes before.
+    PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$VENV/bin/python" -m pip install --quiet "$@"
 }
 
 # put SRC DEST MODE: install a file only when its content differs (and say so).

@@ -38,7 +38,7 @@ pytestmark = [
 
 ROOT = Path(__file__).parent.parent.parent
 CACHE = Path.home() / ".cache" / "picloud-debootstrap"
-SUITE = "bookworm"
+SUITE = os.environ.get("PICLOUD_TEST_SUITE", "bookworm")  # or trixie
 PACKAGES = (
     "systemd,systemd-sysv,dbus,python3,python3-venv,python3-systemd,"
     "ca-certificates,avahi-daemon,sqlite3"
@@ -138,23 +138,33 @@ class Machine:
         self.log.close()
 
 
-def _build_wheel(src: Path, out: Path, version: str | None = None) -> str:
-    """A wheel of the checkout, built from a private copy (never writes into the checkout)."""
-    copy = out.parent / f"build-{version or 'current'}"
+def _build_wheel(src: Path, out: Path, version: str | None = None, mark: str = "") -> str:
+    """A wheel of the checkout, built from a private copy (never writes into the checkout).
+
+    `mark` is appended as a comment to picloud/__init__.py (same version, new content);
+    that wheel goes to out/rebuilt/, as its file name is the same. Returns the path
+    relative to `out`.
+    """
+    copy = out.parent / f"build-{version or 'current'}{mark}"
     skip = shutil.ignore_patterns(".git", ".venv", "*.egg-info", "build", "__pycache__", "node_*")
     shutil.copytree(src, copy, ignore=skip)
+    if mark:
+        with (copy / "picloud" / "__init__.py").open("a") as init:
+            init.write(f"# {mark}\n")
     if version:
         pyproject = copy / "pyproject.toml"
         text = re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text())
         pyproject.write_text(text)
-    before = set(out.glob("*.whl"))
+    dest = out / "rebuilt" if mark else out
+    dest.mkdir(exist_ok=True)
+    before = set(dest.glob("*.whl"))
     subprocess.run(
-        [str(ROOT / ".venv/bin/pip"), "wheel", "--no-deps", "-q", "-w", str(out), str(copy)],
+        [str(ROOT / ".venv/bin/pip"), "wheel", "--no-deps", "-q", "-w", str(dest), str(copy)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     shutil.rmtree(copy, ignore_errors=True)
-    (new,) = set(out.glob("*.whl")) - before
-    return new.name
+    (new,) = set(dest.glob("*.whl")) - before
+    return str(new.relative_to(out))
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +341,17 @@ def test_a_zygote_restarted_without_root_makes_systemd_restart_the_service(
     _wait(lambda: _get(machine.port, "/healthz")[0] == 200, 60, "healthy after the restart")
     assert _get(machine.port, "/api/v1/admin/system", token)[1]["sandbox"] == before
     machine.sh("rm -rf /etc/systemd/system/picloud.service.d && systemctl daemon-reload")
+
+
+def test_a_rebuilt_wheel_of_the_same_version_is_installed_and_restarts(machine: Machine) -> None:
+    src = machine.root.parent / "src"
+    rebuilt = _build_wheel(ROOT, src, mark="rebuilt-for-the-test")
+    pid = machine.show("MainPID")
+    out = machine.install(wheel=rebuilt)
+    assert "restarting picloud.service" in out, out
+    init = "/opt/picloud/venv/lib/python3*/site-packages/picloud/__init__.py"
+    assert "rebuilt-for-the-test" in machine.sh(f"cat {init}").stdout
+    _wait(lambda: machine.show("MainPID") not in ("0", pid), 60, "the new daemon")
 
 
 def test_an_upgrade_restarts_and_keeps_the_data(machine: Machine) -> None:
