@@ -20,7 +20,7 @@ _MAX_BUFFER = 20000  # past this (the store is stuck), the oldest records are dr
 class Recorder:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._rows: list[store.Invocation] = []
+        self._rows: list[store.Row] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # One flush at a time: a listing's flush must wait for rows a periodic flush holds.
@@ -30,16 +30,13 @@ class Recorder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="invocation-recorder")
 
-    def add(self, row: store.Invocation) -> None:
+    def add(self, row: store.Row) -> None:
         self._rows.append(row)
         if len(self._rows) > _MAX_BUFFER:
             del self._rows[0]
             self.dropped += 1
         if len(self._rows) >= FLUSH_ROWS:
             self._wake.set()
-
-    def pending(self, invocation_id: str) -> store.Invocation | None:
-        return next((r for r in self._rows if r.id == invocation_id), None)
 
     async def flush(self) -> None:
         async with self._lock:

@@ -24,7 +24,6 @@ from picloud.ids import new_id
 from picloud.orchestrator.admission import Admission
 from picloud.orchestrator.lookup import Lookup
 from picloud.state import DB, RUNTIME, SETTINGS
-from picloud.store.invocations import Invocation
 
 __all__ = ["EXECUTOR", "SandboxExecutor", "executor_ctx", "zygote_ctx"]
 
@@ -247,8 +246,9 @@ class SandboxExecutor:
         if http is None:
             http = {"timeout": 504}.get(outcome.status, 500)
         s = job.script
+        # A plain tuple in the column order of store.invocations.ROW: built once per run.
         self.recorder.add(
-            Invocation(
+            (
                 outcome.invocation_id,
                 s.app_id,
                 s.script_id,

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Invocation", "data_version", "get", "insert_many", "list_invocations"]
+__all__ = ["ROW", "Invocation", "Row", "data_version", "get", "insert_many", "list_invocations"]
 
 _SELECT = (
     "SELECT id, app_id, script_id, version, trigger, trigger_id, event_id, status, http_status,"
@@ -47,16 +47,17 @@ class Invocation:
             data.pop("log")
         return data
 
-    def row(self) -> tuple[Any, ...]:
-        # Not dataclasses.astuple: it deep-copies, and this runs once per invocation.
-        return tuple(getattr(self, name) for name in _FIELDS)
+    def row(self) -> Row:
+        return tuple(getattr(self, name) for name in ROW)
 
 
-_FIELDS = [f.name for f in dataclasses.fields(Invocation)]
+ROW = tuple(f.name for f in dataclasses.fields(Invocation))
+Row = tuple[Any, ...]
 
 
-def insert_many(conn: sqlite3.Connection, rows: Iterable[Invocation]) -> int:
-    cur = conn.executemany(_INSERT, [r.row() for r in rows])
+def insert_many(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:
+    """Rows are plain tuples in the order of ROW (cheaper than dataclasses on the hot path)."""
+    cur = conn.executemany(_INSERT, rows)
     return cur.rowcount
 
 
