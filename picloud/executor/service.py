@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,6 @@ from picloud.executor.channel import WorkerGone
 from picloud.executor.pool import Pool, Worker
 from picloud.executor.records import Recorder
 from picloud.executor.zygote_client import ExitInfo, SpawnError, ZygoteClient
-from picloud.ids import new_id
 from picloud.orchestrator.admission import Admission
 from picloud.orchestrator.lookup import Lookup
 from picloud.state import DB, RUNTIME, SETTINGS
@@ -142,7 +142,7 @@ class SandboxExecutor:
 
     async def run(self, job: Job) -> Outcome:
         script = job.script
-        invocation_id = new_id("inv_")
+        invocation_id = _invocation_id()
         ctx = job.ctx
         ctx["invocation_id"] = invocation_id
         ctx["app_id"] = script.app_id
@@ -267,6 +267,12 @@ class SandboxExecutor:
                 outcome.error,
             )  # fmt: skip
         )
+
+
+def _invocation_id() -> str:
+    """The format of `picloud.ids.new_id("inv_")` (ms time, then 40 random bits), minus its
+    getrandom() syscall: these ids need to be unique and time-ordered, not unguessable."""
+    return f"inv_{time.time_ns() // 1_000_000:012x}{random.getrandbits(40):010x}"
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
