@@ -97,7 +97,13 @@ class Zygote:
             except OSError as exc:
                 self.send({"op": "spawn_failed", "req": req, "error": str(exc)})
                 return
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # out of processes or memory: this spawn fails, not the zygote
+                ours.close()
+                theirs.close()
+                self.send({"op": "spawn_failed", "req": req, "error": f"fork: {exc}"})
+                return
             if pid == 0:
                 worker.child_main(theirs.detach(), spec, self.sandbox)
             theirs.close()
