@@ -15,6 +15,7 @@ SCRIPTS = [
     ROOT / "install.sh",
     ROOT / "systemd" / "picloud-firstboot.sh",
     *sorted((ROOT / "image-build").rglob("*.sh")),
+    ROOT / "image-build" / "stage-picloud" / "01-first-boot" / "files" / "60-picloud",
 ]
 
 
