@@ -271,7 +271,10 @@ async def test_admission_refuses_with_503_and_retry_after(home: Daemon) -> None:
     resp = await home.client.get("/api/v1/execute/slow")
     assert resp.status == 200
     first = asyncio.ensure_future(home.client.get("/api/v1/execute/slow"))
-    await asyncio.sleep(0.1)
+    for _ in range(200):  # until the first call holds the app's only slot
+        if adm.running == 1:
+            break
+        await asyncio.sleep(0.01)
     resp = await home.client.get("/api/v1/execute/slow")
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
