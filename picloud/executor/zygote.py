@@ -86,11 +86,18 @@ class Zygote:
         spec = {"uid": msg.get("uid"), "limits": msg["limits"], "base_data": self.base_data}
         if self.spares:
             pid, ours, assign = self.spares.popleft()
+            # Answer the daemon first: waking the spare may let it run (sandboxing itself)
+            # before we do; the daemon meanwhile attaches and sends the job.
             try:
-                data = _enc.encode(spec)  # well under PIPE_BUF: one atomic write
-                os.write(assign, len(data).to_bytes(4, "big") + data)
+                self.send({"op": "spawned", "req": req, "pid": pid}, [ours.fileno()])
             finally:
-                os.close(assign)
+                ours.close()
+                try:
+                    data = _enc.encode(spec)  # well under PIPE_BUF: one atomic write
+                    os.write(assign, len(data).to_bytes(4, "big") + data)
+                finally:
+                    os.close(assign)
+            return
         else:
             try:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
