@@ -202,7 +202,7 @@ async def test_timeout_in_a_warm_worker_is_504_and_the_app_recovers(home: Daemon
     started = loop.time()
     status, body = await _run(home, "/api/v1/execute/slow")
     assert (status, body["error"]["code"]) == (504, "timeout")
-    assert loop.time() - started < 2.0
+    assert loop.time() - started < 3.0  # 0.3 s limit; slack for a loaded machine
     assert (await _run(home, "/api/v1/execute/hello"))[0] == 200
 
 

@@ -26,6 +26,8 @@ class Recorder:
         # One flush at a time: a listing's flush must wait for rows a periodic flush holds.
         self._lock = asyncio.Lock()
         self.dropped = 0
+        self.writes = 0  # db.write calls made, and the most rows any one of them carried
+        self.largest_batch = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="invocation-recorder")
@@ -43,6 +45,8 @@ class Recorder:
             rows, self._rows = self._rows, []
             if not rows:
                 return
+            self.writes += 1
+            self.largest_batch = max(self.largest_batch, len(rows))
             try:
                 await self.db.write(lambda conn: store.insert_many(conn, rows))
             except Exception:
