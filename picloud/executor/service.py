@@ -175,7 +175,8 @@ class SandboxExecutor:
         self._record(job, outcome, started_at, cold)
         return outcome
 
-    async def _on_worker(self, worker: Worker, job: Job, invocation_id: str) -> Outcome:
+    def _job_frame(self, worker: Worker, job: Job) -> tuple[dict[str, Any], tuple[str, int, int]]:
+        """The job frame for this worker (with the source if it has not run this version)."""
         script = job.script
         # The source's hash too: a script deleted and re-created starts again at version 1.
         # (str caches its hash, and the lookup cache keeps the same str: nearly free.)
@@ -192,6 +193,11 @@ class SandboxExecutor:
         }
         if key not in worker.seen:
             frame["source"] = script.source
+        return frame, key
+
+    async def _on_worker(self, worker: Worker, job: Job, invocation_id: str) -> Outcome:
+        script = job.script
+        frame, key = self._job_frame(worker, job)
         fresh = script.isolation == "fresh"
         future = worker.channel.start(frame, job.depth)
         # A plain timer on the result future: cheaper than asyncio.timeout() per run.
