@@ -103,9 +103,10 @@ def _executor_rows(ex: dict[str, Any]) -> list[Row]:
 
 
 def _label(cmd: str) -> str:
-    """A short name for a helper process from its command line (the zygote's module)."""
-    words = cmd.split()
-    return next((w for w in words if "zygote" in w), words[-1] if words else "?")
+    """A short name for a helper process: the daemon's only helper is the zygote."""
+    if "zygote" in cmd or "picl" in cmd:
+        return "zygote"
+    return cmd.split()[-1] if cmd.split() else "?"
 
 
 def _memory_lines(ex: dict[str, Any]) -> list[str]:
