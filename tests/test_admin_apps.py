@@ -180,3 +180,19 @@ async def test_a_key_calls_private_scripts_of_its_app_until_revoked(daemon: Daem
     resp = await daemon.client.get(url, headers={"X-PiCloud-Key": key["key"]})
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "unauthorized"
+
+
+async def test_a_recreated_app_never_meets_the_old_apps_warm_worker(daemon: Daemon) -> None:
+    source = (
+        "import os\nSEEN = []\n"
+        "def handle(ctx):\n    SEEN.append(1)\n    return {'pid': os.getpid(), 'runs': len(SEEN)}\n"
+    )
+    await daemon.make_app("home")
+    await daemon.deploy("pid", source)
+    first = await daemon.call("GET", "/api/v1/execute/pid", expect=200)
+    await daemon.call("DELETE", "/api/v1/admin/apps/home", expect=204)
+    await daemon.make_app("home")
+    await daemon.deploy("pid", source)
+    second = await daemon.call("GET", "/api/v1/execute/pid", expect=200)
+    assert second["runs"] == 1
+    assert second["pid"] != first["pid"]

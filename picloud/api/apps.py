@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -15,8 +14,10 @@ from picloud.api.common import (
     json_response,
     page,
     parse_limit,
+    read_json,
 )
-from picloud.errors import BadRequest, PayloadTooLarge
+from picloud.errors import BadRequest
+from picloud.executor import EXECUTOR
 from picloud.ids import check_slug
 from picloud.manager import apps as manager
 from picloud.manager.views import app_view, iso, key_view
@@ -54,29 +55,7 @@ def _app_id(request: web.Request) -> str:
 
 async def read_admin_json(request: web.Request) -> dict[str, Any]:
     """A JSON object body of at most max_admin_body_bytes (413 beyond, 400 if not an object)."""
-    limit = request.app[SETTINGS].max_admin_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
-    # StreamReader.read(n) returns whatever has arrived, so read chunk by chunk to the end.
-    raw, size = bytearray(), 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-        raw += chunk
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object")
-    try:  # a \ud800 escape decodes to a str that SQLite (and UTF-8) cannot store
-        json.dumps(data, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise BadRequest("body contains an unpaired UTF-16 surrogate escape") from None
-    return data
+    return await read_json(request, request.app[SETTINGS].max_admin_body_bytes)
 
 
 async def _body(request: web.Request, allowed: tuple[str, ...]) -> Body:
@@ -113,7 +92,10 @@ async def get_app(request: web.Request) -> web.Response:
     status=204,
 )
 async def delete_app(request: web.Request) -> web.Response:
-    await manager.delete_app(request.app[DB], _app_id(request))
+    app_id = _app_id(request)
+    await manager.delete_app(request.app[DB], app_id)
+    # Warm workers hold the app's code and memory: none may serve a re-created app.
+    request.app[EXECUTOR].forget_app(app_id)
     return web.Response(status=204)
 
 
