@@ -14,6 +14,7 @@ from picloud.errors import PiCloudError, Unauthorized, error_body
 __all__ = ["auth_middleware", "error_middleware"]
 
 log = logging.getLogger(__name__)
+_ADMIN = f"{API}/admin"  # built once: this check runs on every request
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_CODES = {
@@ -63,7 +64,8 @@ def _message(request: web.Request, exc: web.HTTPException) -> str:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every /api/v1/admin/* route needs the admin token (compared in constant time)."""
-    if request.path.startswith(f"{API}/admin/") or request.path == f"{API}/admin":
+    path = request.path
+    if path.startswith(_ADMIN) and (len(path) == len(_ADMIN) or path[len(_ADMIN)] == "/"):
         token = bearer(request)
         if token is None or not request.app[ADMIN_TOKENS].matches(token):
             raise Unauthorized("a valid admin token is required (Authorization: Bearer ...)")

@@ -23,14 +23,11 @@ import collections
 import ctypes
 import datetime  # noqa: F401
 import gc
-import hashlib  # noqa: F401
-import hmac  # noqa: F401
 import json
 import math  # noqa: F401
 import os
 import random  # noqa: F401
 import re  # noqa: F401
-import secrets  # noqa: F401
 import selectors
 import signal
 import socket
@@ -221,8 +218,10 @@ def main(argv: list[str]) -> int:
     config = json.loads(argv[2])
     sandbox = Sandbox(config["sandbox"], config["state_dir"])
     sandbox.prepare()
-    base_data = _vm_data()
     gc.collect()
+    # Hand the allocator's free pages back before the heap is frozen and shared by forks.
+    ctypes.CDLL(None).malloc_trim(0)
+    base_data = _vm_data()
     gc.freeze()  # children then touch far fewer copy-on-write pages
     zygote = Zygote(ctl, sandbox, base_data)
     zygote.send({"op": "ready", "layers": sandbox.layers, "base_data": base_data})
