@@ -115,7 +115,7 @@ fingerprint() {
     if [ -z "$src" ]; then
         echo "index ${PICLOUD_VERSION:-latest}"
     elif [ -d "$src" ]; then
-        (cd "$src" && find pyproject.toml install.sh picloud systemd -type f \
+        (cd "$src" && find pyproject.toml README.md install.sh picloud systemd -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort | xargs sha256sum) |
             sha256sum | cut -d' ' -f1
     else
@@ -133,10 +133,11 @@ install_picloud() {
     before=$("$VENV/bin/python" -m pip show picloud 2>/dev/null | sed -n 's/^Version: //p')
     say "installing PiCloud from $spec"
     if [ -d "$spec" ]; then
-        # Build from a private copy: the checkout may be read-only or someone else's.
+        # Build from a private copy of what the build reads: the checkout may be
+        # read-only or someone else's.
         build=$(mktemp -d)
-        tar -C "$spec" --exclude=.git --exclude=.venv --exclude='*.egg-info' \
-            --exclude=build --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
+        tar -C "$spec" --exclude=__pycache__ -cf - pyproject.toml README.md install.sh \
+            picloud systemd | tar -C "$build" -xf -
         spec=$build
     fi
     pip_install --upgrade --upgrade-strategy only-if-needed "$spec"

@@ -44,6 +44,7 @@ PACKAGES = (
     "ca-certificates,avahi-daemon,sqlite3"
 )
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+BUILD_INPUTS = ("pyproject.toml", "README.md", "install.sh", "picloud", "systemd")
 LANDLOCK_CALLS = "landlock_create_ruleset landlock_add_rule landlock_restrict_self"
 
 
@@ -146,8 +147,14 @@ def _build_wheel(src: Path, out: Path, version: str | None = None, mark: str = "
     relative to `out`.
     """
     copy = out.parent / f"build-{version or 'current'}{mark}"
-    skip = shutil.ignore_patterns(".git", ".venv", "*.egg-info", "build", "__pycache__", "node_*")
-    shutil.copytree(src, copy, ignore=skip)
+    # Only what the build reads: caches in the shared checkout change under our feet.
+    skip = shutil.ignore_patterns("__pycache__")
+    for name in BUILD_INPUTS:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, copy / name, ignore=skip)
+        else:
+            copy.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / name, copy / name)
     if mark:
         with (copy / "picloud" / "__init__.py").open("a") as init:
             init.write(f"# {mark}\n")
@@ -354,9 +361,25 @@ def test_a_rebuilt_wheel_of_the_same_version_is_installed_and_restarts(machine: 
     _wait(lambda: machine.show("MainPID") not in ("0", pid), 60, "the new daemon")
 
 
+def test_installs_from_a_read_only_checkout(machine: Machine) -> None:
+    checkout = machine.root.parent / "src" / "checkout"
+    for name in BUILD_INPUTS:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__py*"))
+        else:
+            checkout.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, checkout / name)
+    out = machine.install(wheel="checkout")  # /src is bind-mounted read-only
+    assert "installing PiCloud from /src/checkout" in out, out
+    _wait(lambda: _get(machine.port, "/healthz")[0] == 200, 60, "healthy after the reinstall")
+    assert "already up to date" in machine.install(wheel="checkout")
+
+
 def test_an_upgrade_restarts_and_keeps_the_data(machine: Machine) -> None:
     token = machine.token  # type: ignore[attr-defined]
-    assert _post(machine.port, "/api/v1/admin/apps", {"id": "keepme"}, token) == 201
+    status = _post(machine.port, "/api/v1/admin/apps", {"id": "keepme"}, token)
+    journal = machine.sh("journalctl -u picloud.service -n 40 --no-pager -o cat", check=False)
+    assert status == 201, journal.stdout
     src = machine.root.parent / "src"
     newer = _build_wheel(ROOT, src, version="99.0.0")
     out = machine.install(wheel=newer)
