@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	PICLOUD_STATE_DIR=$${PICLOUD_STATE_DIR:-./.picloud} $(BIN)/picloud serve
+	@export PICLOUD_STATE_DIR=$${PICLOUD_STATE_DIR:-./.picloud}; \
+	echo "PiCloud admin token: $$($(BIN)/picloud token)"; \
+	exec $(BIN)/picloud serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check picloud tests bench
