@@ -9,7 +9,7 @@ from aiohttp import web
 from picloud.api.common import API, doc, read_body
 from picloud.auth import bearer, hash_key
 from picloud.errors import NotFound, Unauthorized, Unavailable
-from picloud.executor.api import Job, Outcome, ScriptRef
+from picloud.executor.api import Job, Outcome
 from picloud.executor.service import EXECUTOR
 from picloud.orchestrator.http import build_ctx, outcome_response
 from picloud.state import SETTINGS
@@ -64,11 +64,7 @@ async def _execute(request: web.Request, tail: str) -> web.StreamResponse:
         body=body,
         secrets=secrets,
     )
-    ref = ScriptRef(
-        script.app_id, script.script_id, script.version, script.source,
-        script.timeout_ms, script.memory_mb, "fresh" if script.isolation == "fresh" else "warm",
-    )  # fmt: skip
-    outcome = await _run_watched(request, Job(ref, ctx))
+    outcome = await _run_watched(request, Job(lookup.ref(script), ctx))
     return outcome_response(outcome)
 
 

@@ -87,6 +87,13 @@ class Pool:
             self._uids[app_id] = uid
         return uid
 
+    def take_idle(self, app_id: str, fresh: bool) -> Worker | None:
+        """An idle worker of the app, now (the common warm case: no coroutine), or None."""
+        pick = self._pick(app_id, fresh)
+        if pick is not None:
+            pick.busy = True
+        return pick
+
     async def checkout(self, app_id: str, fresh: bool) -> tuple[Worker, float | None]:
         """An idle worker of the app (a pristine one when `fresh`), else a new one.
 

@@ -154,13 +154,18 @@ class SandboxExecutor:
             raise Unavailable(
                 "the sandbox pool is restarting; retry shortly", headers={"Retry-After": "1"}
             )
-        await self.admission.acquire(script.app_id)
+        if not self.admission.try_acquire(script.app_id):
+            await self.admission.acquire(script.app_id)
         started_at = time.time()
         t0 = time.perf_counter()
         cold: float | None = None
         try:
+            fresh = script.isolation == "fresh"
+            # The warm path takes an idle worker without a coroutine; otherwise wait or fork.
+            worker = self.pool.take_idle(script.app_id, fresh)
             try:
-                worker, cold = await self.pool.checkout(script.app_id, script.isolation == "fresh")
+                if worker is None:
+                    worker, cold = await self.pool.checkout(script.app_id, fresh)
             except SpawnError as exc:
                 outcome = Outcome(invocation_id, "internal", None, f"no worker: {exc}", "", 0.0)
             else:
@@ -309,7 +314,13 @@ def _outcome(invocation_id: str, result: dict[str, Any]) -> Outcome:
     response = None
     http = result.get("http")
     if status == "ok" and isinstance(http, list) and len(http) == 3:
-        response = ScriptResponse(int(http[0]), dict(http[1]), bytes(http[2]))
+        headers, body = http[1], http[2]
+        # Decoded frames hold fresh dicts and bytes already: copy only what is not one.
+        response = ScriptResponse(
+            int(http[0]),
+            headers if type(headers) is dict else dict(headers),
+            body if type(body) is bytes else bytes(body),
+        )
     elif status == "ok":
         status = "internal"
     return Outcome(

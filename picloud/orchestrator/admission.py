@@ -50,6 +50,13 @@ class Admission:
         self.refused += 1
         return Unavailable(why, headers={"Retry-After": "1"})
 
+    def try_acquire(self, app_id: str) -> bool:
+        """A slot now, without a coroutine, when one is free and nobody waits; else False."""
+        if not self.queued and self._fits(app_id):
+            self._take(app_id)
+            return True
+        return False
+
     async def acquire(self, app_id: str) -> None:
         """A run slot for the app; Unavailable (503, Retry-After) when full or waited too long."""
         if not self.queued and self._fits(app_id):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from picloud.executor.api import ScriptRef
 from picloud.store import Database
 from picloud.store import apps as store_apps
 from picloud.store import invocations as store_invocations
@@ -28,6 +29,7 @@ class Lookup:
         self._scripts: dict[str, RunnableScript | None] = {}
         self._secrets: dict[str, dict[str, str]] = {}
         self._keys: set[tuple[str, str]] = set()
+        self._refs: dict[str, ScriptRef] = {}
         self._checked = 0.0
         db.on_commit(self.invalidate)
 
@@ -35,6 +37,7 @@ class Lookup:
         self._scripts.clear()
         self._secrets.clear()
         self._keys.clear()
+        self._refs.clear()
 
     def refresh(self) -> None:
         """Drop everything if another process changed the database (call once per request)."""
@@ -54,6 +57,19 @@ class Lookup:
         if len(self._scripts) < 4096:
             self._scripts[script_id] = script
         return script
+
+    def ref(self, script: RunnableScript) -> ScriptRef:
+        """The executor's view of a cached script, built once per script until invalidated."""
+        ref = self._refs.get(script.script_id)
+        if ref is None or ref.version != script.version or ref.source is not script.source:
+            ref = ScriptRef(
+                script.app_id, script.script_id, script.version, script.source,
+                script.timeout_ms, script.memory_mb,
+                "fresh" if script.isolation == "fresh" else "warm",
+            )  # fmt: skip
+            if len(self._refs) < 4096:
+                self._refs[script.script_id] = ref
+        return ref
 
     def secrets(self, app_id: str) -> dict[str, str]:
         secrets = self._secrets.get(app_id)
