@@ -85,6 +85,13 @@ class Machine:
              f"--system-call-filter={LANDLOCK_CALLS}", *(extra or [])],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        try:
+            self._boot()
+        except BaseException:
+            self.stop()  # never leave a container running behind a failed test
+            raise
+
+    def _boot(self) -> None:
         self.leader = self._wait_for_leader()
         # Until boot is over: systemd-tmpfiles would otherwise empty /tmp under pip's feet.
         _wait(lambda: self.sh("systemctl is-system-running", check=False).stdout.strip()
@@ -178,21 +185,23 @@ def _build_wheel(src: Path, out: Path, version: str | None = None, mark: str = "
 def machine() -> Iterator[Machine]:
     # Not under pytest's basetemp: other pytest runs on this machine prune that.
     work = Path(tempfile.mkdtemp(prefix="picloud-nspawn-", dir="/var/tmp"))
-    started = time.monotonic()
-    base = _base_root()
-    root = work / "root"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(root)], check=True, timeout=300)
-    src = work / "src"
-    src.mkdir()
-    shutil.copy(ROOT / "install.sh", src / "install.sh")
-    wheel = _build_wheel(ROOT, src)
-    m = Machine(root, src, _free_port())
-    m.wheel = wheel  # type: ignore[attr-defined]
-    m.timings = {"boot": time.monotonic() - started}  # type: ignore[attr-defined]
+    machine: Machine | None = None
     try:
-        yield m
+        started = time.monotonic()
+        root = work / "root"
+        subprocess.run(["cp", "-a", "--reflink=auto", str(_base_root()), str(root)],
+                       check=True, timeout=300)  # fmt: skip
+        src = work / "src"
+        src.mkdir()
+        shutil.copy(ROOT / "install.sh", src / "install.sh")
+        wheel = _build_wheel(ROOT, src)
+        machine = Machine(root, src, _free_port())
+        machine.wheel = wheel  # type: ignore[attr-defined]
+        machine.timings = {"boot": time.monotonic() - started}  # type: ignore[attr-defined]
+        yield machine
     finally:
-        m.stop()
+        if machine is not None:
+            machine.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
