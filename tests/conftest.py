@@ -25,7 +25,10 @@ def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(bind="127.0.0.1:0", state_dir=tmp_path / "state", admin_token=ADMIN_TOKEN)
+    # service_user="": the test process itself must never switch to the service user.
+    return Settings(
+        bind="127.0.0.1:0", state_dir=tmp_path / "state", admin_token=ADMIN_TOKEN, service_user=""
+    )
 
 
 @pytest.fixture
