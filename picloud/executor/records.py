@@ -13,7 +13,7 @@ __all__ = ["Recorder"]
 
 log = logging.getLogger("picloud.executor")
 FLUSH_INTERVAL_S = 0.2
-FLUSH_ROWS = 100
+FLUSH_ROWS = 1000  # the 0.2 s interval usually comes first; fewer, larger writes
 _MAX_BUFFER = 20000  # past this (the store is stuck), the oldest records are dropped
 
 

