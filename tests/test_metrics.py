@@ -245,3 +245,30 @@ async def test_openmetrics_when_the_scraper_asks(daemon: Daemon) -> None:
     text = await resp.text()
     assert text.rstrip().endswith("# EOF")
     assert "picloud_uptime_seconds" in text
+
+
+KV_SCRIPT = """
+def handle(ctx):
+    c = kv.collection("m")
+    c.set("a", {"x": 1})
+    c.get("a")
+    c.get("missing")
+    c.has("a")
+    c.list()
+    return 1
+"""
+
+
+async def test_kv_calls_of_scripts_are_counted(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    await daemon.deploy("kvuser", KV_SCRIPT)
+    resp = await daemon.client.post("/api/v1/execute/kvuser")
+    assert resp.status == 200, await resp.text()
+    _, samples = await scrape(daemon)
+    ops = {op: samples.get(("picloud_kv_operations_total", (("op", op),))) for op in OPS}
+    assert ops == {"set": 1, "get": 2, "has": 1, "list": 1}
+    assert samples[("picloud_kv_written_bytes_total", ())] >= len('{"x":1}')
+    assert samples[("picloud_kv_read_bytes_total", ())] >= 2 * len('{"x":1}')
+
+
+OPS = ("set", "get", "has", "list")

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from picloud.kv.api import AppNotFound, KvService
 from picloud.kv.component import KV
+from picloud.ops.kvstats import record_kv
 
 __all__ = ["OPS", "dispatch"]
 
@@ -86,7 +87,7 @@ async def dispatch(
                 raise ValueError("the app is fixed by the daemon; scripts cannot name one")
             raise TypeError(f"{op}() got an unexpected argument {name!r:.40}")
     try:
-        return await handler(app[KV], app_id, depth, args)
+        return record_kv(app, op, args, await handler(app[KV], app_id, depth, args))
     except ValueError as exc:
         if type(exc) is ValueError:
             raise
