@@ -23,11 +23,14 @@ import collections
 import ctypes
 import datetime  # noqa: F401
 import gc
+import hashlib  # noqa: F401
+import hmac  # noqa: F401
 import json
 import math  # noqa: F401
 import os
 import random  # noqa: F401
 import re  # noqa: F401
+import secrets  # noqa: F401
 import selectors
 import signal
 import socket
