@@ -260,11 +260,6 @@ async def test_delete_script(daemon: Daemon) -> None:
     assert again["version"] == 1
 
 
-@pytest.mark.xfail(
-    reason="warm workers cache code by (script id, version), and a re-created script starts "
-    "again at version 1: the old code runs. Fix in picloud/executor: key the cache with "
-    "RunnableScript.sha256 too (reported to the lead)",
-)
 async def test_runs_follow_updates_rollbacks_and_recreation(daemon: Daemon) -> None:
     """What runs is always the current version, even after delete and re-create at v1."""
     await daemon.make_app("home")
