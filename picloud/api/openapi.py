@@ -13,6 +13,7 @@ from picloud.versions import PRODUCT_VERSION
 __all__ = ["build_document", "routes"]
 
 routes = web.RouteTableDef()
+_ANY_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 _ERROR = {
     "type": "object",
     "properties": {
@@ -40,8 +41,10 @@ def build_document(app: web.Application) -> dict[str, Any]:
             continue
         path = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", path)
         meta = getattr(route.handler, "__openapi__", None)
-        method = "x-any" if route.method == "*" else route.method.lower()
-        paths.setdefault(path, {})[method] = _operation(path, meta)
+        # "x-any" alone would hide the route from OpenAPI tools: list every method it takes.
+        methods = _ANY_METHODS if route.method == "*" else (route.method.lower(),)
+        for method in methods:
+            paths.setdefault(path, {})[method] = _operation(path, meta)
     return {
         "openapi": "3.0.3",
         "info": {"title": "PiCloud", "version": PRODUCT_VERSION},
@@ -49,6 +52,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer"},
                 "appKey": {"type": "http", "scheme": "bearer"},
+                "appKeyHeader": {"type": "apiKey", "in": "header", "name": "X-PiCloud-Key"},
             },
             "schemas": {"Error": _ERROR},
         },
@@ -81,5 +85,5 @@ def _operation(path: str, meta: dict[str, Any] | None) -> dict[str, Any]:
     if meta.get("auth") == "admin":
         op["security"] = [{"admin": []}]
     elif meta.get("auth") == "app":
-        op["security"] = [{}, {"appKey": []}]
+        op["security"] = [{}, {"appKey": []}, {"appKeyHeader": []}]
     return op
