@@ -364,6 +364,7 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
     settle = asyncio.get_running_loop().call_later(_SETTLE_S, _settle)
     yield
     settle.cancel()
+    gc.unfreeze()  # an app torn down in a longer-lived process (tests) can then be collected
     app[RUNTIME].pool_ready = False
     reaper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
