@@ -578,11 +578,10 @@ async def test_triggered_ctx_has_event_and_no_request(daemon: Daemon) -> None:
     )
 
 
-# Mismatches found by the audit in files this module's author could not change
-# (picloud/executor/**, picloud/sdk/**): kept here as the reproduction, non-strict.
+# Mismatches the audit found in the executor, fixed there: a script that ends its own
+# worker, and an error message that cannot be encoded as UTF-8.
 
 
-@pytest.mark.xfail(reason="executor: a worker killed by the script's own act is 'internal'")
 @pytest.mark.parametrize(
     "code",
     [
@@ -598,11 +597,38 @@ async def test_a_script_killing_its_worker_is_a_script_error(daemon: Daemon, cod
     assert (status, is_error(body, "script_error")) == (500, True), body
 
 
-@pytest.mark.xfail(reason="executor: a header name with a space reaches the wire")
-async def test_response_header_names_are_checked(daemon: Daemon) -> None:
+async def test_an_exception_with_a_lone_surrogate_is_a_script_error(daemon: Daemon) -> None:
     await daemon.make_app("home")
-    await daemon.deploy(
-        "hdr", "def handle(ctx):\n    return Response('x', headers={'Bad Name': 'v'})"
-    )
+    await daemon.deploy("sur", "def handle(ctx):\n    raise ValueError('\\udcff')")
+    status, _, body, _ = await run(daemon, "sur")
+    assert (status, is_error(body, "script_error")) == (500, True), body
+
+
+# Regressions for what the audit fixed in picloud/sdk/response.py and picloud/sdk/log.py.
+
+
+@pytest.mark.parametrize(
+    "headers",
+    ["{'Bad Name': 'v'}", "{'X-A:': 'v'}", "{'X-A': 'a\\x00b'}", "{'X-A': '\\udcff'}", "{'': 'v'}"],
+)
+async def test_malformed_response_headers_are_a_script_error(daemon: Daemon, headers: str) -> None:
+    # A name with a space used to reach the wire; a lone surrogate killed the worker (internal).
+    await daemon.make_app("home")
+    await daemon.deploy("hdr", f"def handle(ctx):\n    return Response('x', headers={headers})")
     status, _, body, _ = await run(daemon, "hdr")
     assert (status, is_error(body, "script_error")) == (500, True), body
+    assert "header" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "code", ["print('a \\udcff b')", "log.info('a \\udcff b')", "sys.stdout.write('a \\ud800 b')"]
+)
+async def test_a_lone_surrogate_in_the_log_is_escaped(daemon: Daemon, code: str) -> None:
+    # It used to kill the worker (500 internal) and lose the whole log.
+    await daemon.make_app("home")
+    await daemon.deploy("sur", f"import sys\ndef handle(ctx):\n    {code}\n    return 'ok'")
+    status, _, body, headers = await run(daemon, "sur")
+    assert (status, body) == (200, b"ok")
+    inv = await daemon.call("GET", f"{A}/invocations/{headers['X-PiCloud-Invocation']}")
+    assert "a \\ud" in inv["log"]
+    assert inv["log"].rstrip().endswith(" b")

@@ -31,18 +31,26 @@ class Capture(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if self.truncated:
             return len(text)
-        size = len(text.encode("utf-8", "replace"))
+        count = len(text)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate ('\udcff') cannot cross the channel as UTF-8 and used to kill
+            # the worker: keep it visible, escaped.
+            data = text.encode("utf-8", "backslashreplace")
+            text = data.decode("utf-8")
+        size = len(data)
         room = self.cap - self._size
         if size <= room:
             self._parts.append(text)
             self._size += size
         else:
-            cut = text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+            cut = data[:room].decode("utf-8", "ignore")
             self._parts.append(cut)
             self._parts.append(f"\n[log truncated at {self.cap} bytes]\n")
             self._size = self.cap
             self.truncated = True
-        return len(text)
+        return count
 
     def getvalue(self) -> str:
         return "".join(self._parts)

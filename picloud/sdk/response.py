@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,9 @@ _TEXT = "text/plain; charset=utf-8"
 _BYTES = "application/octet-stream"
 # Headers the daemon sets itself; a script cannot override framing.
 _RESERVED = frozenset({"content-length", "transfer-encoding", "connection"})
+# RFC 9110 field-name (a token) and field-value (no controls but tab, no DEL).
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -67,13 +71,26 @@ def to_http(value: Any) -> tuple[int, dict[str, str], bytes]:
         raise BadReturn(f"Response status must be an integer 100-599, got {status!r:.40}")
     headers: dict[str, str] = {}
     for name, val in value.headers.items():
-        if not isinstance(name, str) or not isinstance(val, str):
-            raise BadReturn("Response headers must map str to str")
-        if "\n" in name or "\r" in name or "\n" in val or "\r" in val:
-            raise BadReturn("Response headers must not contain line breaks")
+        _check_header(name, val)
         if name.lower() not in _RESERVED:
             headers[name] = val
     body, ctype = _body(value.body)
     if ctype is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = ctype
     return status, headers, body
+
+
+def _check_header(name: Any, val: Any) -> None:
+    """BadReturn unless `name: val` can go on the wire as one well-formed header line."""
+    if not isinstance(name, str) or not isinstance(val, str):
+        raise BadReturn("Response headers must map str to str")
+    if "\n" in name or "\r" in name or "\n" in val or "\r" in val:
+        raise BadReturn("Response headers must not contain line breaks")
+    if not _NAME.fullmatch(name):
+        raise BadReturn(f"Response header name {name!r:.60} is not a valid HTTP header name")
+    if _BAD_VALUE.search(val):
+        raise BadReturn(f"Response header {name!r} has a control character in its value")
+    try:
+        val.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadReturn(f"Response header {name!r} is not valid Unicode (lone surrogate)") from None
