@@ -95,6 +95,8 @@ async def test_openapi_lists_every_method_of_the_execute_route(daemon: Daemon) -
     # Regression: the data plane was listed only under "x-any", invisible to OpenAPI tools.
     for path in (f"{X}/{{id}}", f"{X}/{{id}}/{{tail}}"):
         assert {"get", "post", "put", "delete", "patch"} <= set(doc["paths"][path]), path
+    # Regression: the catch-all was documented as answering 200 "success".
+    assert set(doc["paths"]["/api/{tail}"]["get"]["responses"]) == {"404", "default"}
     schemes = doc["components"]["securitySchemes"].values()
     assert {"type": "apiKey", "in": "header", "name": "X-PiCloud-Key"} in schemes
 

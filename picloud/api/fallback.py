@@ -17,7 +17,11 @@ class MethodNotAllowed(PiCloudError):
 
 
 @routes.route("*", "/api/{tail:.*}")
-@doc("Any other /api path: 404 in the JSON error shape (never the dashboard).", auth="none")
+@doc(
+    "Any other /api path: 404 in the JSON error shape (never the dashboard).",
+    status=404,
+    auth="none",
+)
 async def api_not_found(request: web.Request) -> web.Response:
     # This catch-all matches before aiohttp can answer 405 for a known path with another
     # method, so ask the other resources whether the path exists at all.

@@ -74,14 +74,15 @@ def _operation(path: str, meta: dict[str, Any] | None) -> dict[str, Any]:
         op["parameters"] = params
     if meta.get("body") is not None:
         op["requestBody"] = {"content": {"application/json": {"example": meta["body"]}}}
-    ok: dict[str, Any] = {"description": "success"}
-    if meta.get("response") is not None:
-        ok["content"] = {"application/json": {"example": meta["response"]}}
     error = {
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
-    op["responses"] = {str(meta.get("status", 200)): ok, "default": error}
+    status = int(meta.get("status", 200))
+    ok: dict[str, Any] = {"description": "success"} if status < 400 else dict(error)
+    if meta.get("response") is not None:
+        ok["content"] = {"application/json": {"example": meta["response"]}}
+    op["responses"] = {str(status): ok, "default": error}
     if meta.get("auth") == "admin":
         op["security"] = [{"admin": []}]
     elif meta.get("auth") == "app":
