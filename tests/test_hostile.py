@@ -386,11 +386,12 @@ async def test_kernel_attack_surface_is_closed(home: Daemon) -> None:
 async def test_ctypes_crash_is_a_clear_error(home: Daemon) -> None:
     status, body = await run(home, "import ctypes\ndef handle(ctx):\n    ctypes.string_at(0)\n")
     assert status == 500
-    assert body["error"]["code"] == "internal"
-    assert "worker died" in body["error"]["message"]
+    assert body["error"]["code"] == "script_error"
+    assert "SIGSEGV" in body["error"]["message"]
     status, body = await run(home, "import os\ndef handle(ctx):\n    os._exit(0)\n")
     assert status == 500
-    assert "worker died" in body["error"]["message"]
+    assert body["error"]["code"] == "script_error"
+    assert "ended its own worker" in body["error"]["message"]
     await still_answers(home)
     _no_strays()
 

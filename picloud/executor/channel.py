@@ -14,13 +14,16 @@ from typing import Any, cast
 
 import msgspec
 
-__all__ = ["MAX_INFLIGHT", "ChannelError", "WorkerChannel", "WorkerGone"]
+__all__ = ["CLOSED", "MAX_INFLIGHT", "ChannelError", "WorkerChannel", "WorkerGone"]
 
 log = logging.getLogger("picloud.executor")
 _HEADER = 4
 MAX_INFLIGHT = 4  # SDK calls are blocking in the script; more than this is abuse
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
+
+
+CLOSED = "the worker's channel closed"
 
 
 class WorkerGone(Exception):
@@ -83,7 +86,7 @@ class WorkerChannel(asyncio.Protocol):
         self._buf.clear()
         result = self._result
         if result is not None and not result.done():
-            result.set_exception(WorkerGone(self.error or "the worker's channel closed"))
+            result.set_exception(WorkerGone(self.error or CLOSED))
 
     # ---- frames
 
@@ -124,7 +127,7 @@ class WorkerChannel(asyncio.Protocol):
         """Send a job; the future gets its result frame (or WorkerGone)."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         if self.closed:
-            future.set_exception(WorkerGone(self.error or "the worker's channel closed"))
+            future.set_exception(WorkerGone(self.error or CLOSED))
             return future
         self.depth = depth
         self._result = future

@@ -225,7 +225,7 @@ class Pool:
         for worker in list(self._by_pid.values()):
             worker.channel.close()
             if not worker.exited.done():
-                worker.exited.set_result(ExitInfo(worker.pid, 9, 0.0, 0))  # as if SIGKILLed
+                worker.exited.set_result(ExitInfo(worker.pid, 9, 0.0, 0, lost=True))
         self._by_pid.clear()
         self._idle.clear()
 

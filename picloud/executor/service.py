@@ -19,7 +19,7 @@ from picloud.config import Settings
 from picloud.errors import Unavailable
 from picloud.executor.api import Job, Outcome, ScriptResponse, Status
 from picloud.executor.broker import Broker
-from picloud.executor.channel import WorkerGone
+from picloud.executor.channel import CLOSED, WorkerGone
 from picloud.executor.pool import Pool, Worker
 from picloud.executor.records import Recorder
 from picloud.executor.zygote_client import ExitInfo, SpawnError, ZygoteClient
@@ -219,7 +219,7 @@ class SandboxExecutor:
             return Outcome(invocation_id, "timeout", None, message, "", 0.0)
         except WorkerGone as exc:
             self.pool.checkin(worker, reusable=False)
-            return await self._died(worker, invocation_id, str(exc))
+            return await self._died(worker, invocation_id, str(exc), script.memory_mb)
         except asyncio.CancelledError:
             self.pool.kill(worker)  # the caller went away: nothing may keep running for it
             self.pool.checkin(worker, reusable=False)
@@ -236,22 +236,33 @@ class SandboxExecutor:
             self.pool.prefork(script.app_id)
         return _outcome(invocation_id, result)
 
-    async def _died(self, worker: Worker, invocation_id: str, why: str) -> Outcome:
-        """The worker's channel closed mid-run: say why, from its exit status if it comes."""
+    async def _died(self, worker: Worker, invocation_id: str, why: str, memory_mb: int) -> Outcome:
+        """The worker's channel closed mid-run: say why, from its exit status if it comes.
+
+        We did not kill it (timeouts and disconnects are handled before this), so a
+        worker that exited or took a signal did so by the script's own act (`os._exit`,
+        `os.kill(os.getpid(), ...)`, `signal.alarm`, a ctypes crash): a script_error, or
+        resource_limit for a limit signal or a SIGKILL at its memory limit (the OOM
+        killer). Only a death we cannot explain (no exit notice) is internal.
+        """
         info: ExitInfo | None = None
         with contextlib.suppress(TimeoutError, SpawnError):
             async with asyncio.timeout(_EXIT_WAIT_S):
                 info = await asyncio.shield(worker.exited)
-        if info is not None and info.signal in _LIMIT_SIGNALS:
-            return Outcome(
-                invocation_id, "resource_limit", None,
-                f"the script exceeded a resource limit ({info.describe()})", "", 0.0,
-                info.cpu_ms, info.maxrss_kb,
-            )  # fmt: skip
-        detail = info.describe() if info is not None else why
-        message = f"the worker died during the invocation ({detail})"
-        cpu = info.cpu_ms if info else None
-        return Outcome(invocation_id, "internal", None, message, "", 0.0, cpu)
+        if info is None or info.lost:
+            message = f"the worker died during the invocation ({why})"
+            return Outcome(invocation_id, "internal", None, message, "", 0.0)
+        oom = info.signal == signal.SIGKILL and info.maxrss_kb >= memory_mb * 1024 * 9 // 10
+        if info.signal in _LIMIT_SIGNALS or oom:
+            status: Status = "resource_limit"
+            message = f"the script exceeded a resource limit ({info.describe()})"
+        elif why != CLOSED:  # the daemon cut the channel: the script broke the protocol
+            status = "script_error"
+            message = f"the script broke its worker's channel protocol ({why})"
+        else:
+            status = "script_error"
+            message = f"the script ended its own worker ({info.describe()})"
+        return Outcome(invocation_id, status, None, message, "", 0.0, info.cpu_ms, info.maxrss_kb)
 
     def _record(self, job: Job, outcome: Outcome, started_at: float, cold: float | None) -> None:
         if self.recorder is None:

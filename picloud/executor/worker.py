@@ -213,7 +213,9 @@ def _run(
 
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".splitlines()
-    return text[0][:500] if text else type(exc).__name__
+    line = text[0][:500] if text else type(exc).__name__
+    # A lone surrogate in the message cannot travel as UTF-8 (the frame would not encode).
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _traceback(exc: BaseException) -> str:

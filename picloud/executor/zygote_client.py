@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class ExitInfo:
     status: int  # the raw wait status
     cpu_ms: float
     maxrss_kb: int
+    lost: bool = False  # the zygote died with it: the real exit status is unknown
 
     @property
     def signal(self) -> int | None:
@@ -56,7 +58,7 @@ class ExitInfo:
     def describe(self) -> str:
         sig = self.signal
         if sig is not None:
-            return f"killed by signal {sig}"
+            return f"killed by signal {signal.Signals(sig).name}"
         return f"exit code {os.WEXITSTATUS(self.status)}"
 
 

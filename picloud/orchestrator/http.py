@@ -57,8 +57,8 @@ def build_ctx(
             "method": method,
             "path": path,
             "tail": tail,
-            "query": dict(query),  # the last of repeated keys wins
-            "headers": {name.lower(): value for name, value in headers},
+            "query": {k: _wire_text(v) for k, v in query},  # the last of repeated keys wins
+            "headers": {name.lower(): _wire_text(value) for name, value in headers},
             "body": text,
             "json": parse_json_body(text),
         },
@@ -83,3 +83,15 @@ def outcome_response(outcome: Outcome) -> web.Response:
         )
     resp.headers["X-PiCloud-Invocation"] = outcome.invocation_id
     return resp
+
+
+def _wire_text(value: str) -> str:
+    """aiohttp hands non-UTF-8 header bytes on as lone surrogates, which no frame can carry:
+    read such a value as Latin-1 (what cheap devices send), the way browsers do."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
+    return value
