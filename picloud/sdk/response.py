@@ -67,8 +67,10 @@ def to_http(value: Any) -> tuple[int, dict[str, str], bytes]:
             return 204, {}, b""
         return 200, {"Content-Type": ctype}, body
     status = value.status
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise BadReturn(f"Response status must be an integer 100-599, got {status!r:.40}")
+    # Not 1xx: an informational status is no final answer (101 even switches protocols),
+    # so the client would hang or be cut off.
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise BadReturn(f"Response status must be an integer 200-599, got {status!r:.40}")
     headers: dict[str, str] = {}
     for name, val in value.headers.items():
         _check_header(name, val)
