@@ -140,6 +140,8 @@ async def test_admin_minimal_shapes(daemon: Daemon) -> None:
         ({"source": "def handle(ctx) pass"}, 400, "bad_request", "line 1"),
         ({"source": "x = 1\ny = (\n"}, 400, "bad_request", "line 2"),
         ({"source": "def other(ctx):\n    pass\n"}, 400, "bad_request", "handle"),
+        ({"source": "handle = 3\n"}, 400, "bad_request", "line 1: handle must be a function"),
+        ({"source": "x = 1\nhandle = [1]\n"}, 400, "bad_request", "line 2"),
         ({"timeout_ms": 60001}, 400, "bad_request", "timeout_ms"),
         ({"memory_mb": 513}, 400, "bad_request", "memory_mb"),
         ({"timeout_ms": 0}, 400, "bad_request", "timeout_ms"),

@@ -87,6 +87,16 @@ def _check_handle(tree: ast.Module) -> None:
         raise BadRequest(f"line {handle.lineno}: handle must be a plain def, not async def")
     if isinstance(handle, ast.FunctionDef) and not _takes_one_argument(handle.args):
         raise BadRequest(f"line {handle.lineno}: handle must accept one argument, ctx")
+    value = getattr(handle, "value", None)
+    if isinstance(handle, ast.Assign | ast.AnnAssign) and isinstance(value, _NOT_CALLABLE):
+        # `handle = make_handler()` may well be callable; `handle = 3` never is.
+        raise BadRequest(f"line {handle.lineno}: handle must be a function, not a literal")
+
+
+_NOT_CALLABLE = (
+    ast.Constant, ast.JoinedStr, ast.List, ast.Tuple, ast.Dict, ast.Set,
+    ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp,
+)  # fmt: skip
 
 
 def _defines_handle(node: ast.stmt) -> bool:
