@@ -100,12 +100,17 @@ ADMIN_TOKENS = web.AppKey("admin_tokens", AdminTokens)
 
 
 def bearer(request: web.Request, *, alt_header: str | None = None) -> str | None:
-    """The credential of `Authorization: Bearer X` (or of `alt_header`), if any."""
+    """The credential of `alt_header` if sent, else of `Authorization: Bearer X`, if any.
+
+    The dedicated header wins: an Authorization header may be meant for something else
+    on the way (a proxy, another service's token) while `alt_header` is only ever ours.
+    """
+    if alt_header is not None:
+        alt = request.headers.get(alt_header, "").strip()
+        if alt:
+            return alt
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    if alt_header is not None:
-        alt = request.headers.get(alt_header, "").strip()
-        return alt or None
     return None

@@ -182,7 +182,8 @@ async def test_private_scripts_take_either_key_header(daemon: Daemon) -> None:
     for headers in ({}, {"X-PiCloud-Key": "pc_key_wrong"}, {"Authorization": f"Bearer {alien}"}):
         status, _, body, _ = await run(daemon, "priv", headers=headers)
         assert (status, is_error(body, "unauthorized")) == (401, True), headers
-    for headers in ({"Authorization": f"Bearer {key}"}, {"X-PiCloud-Key": key}):
+    both = {"X-PiCloud-Key": key, "Authorization": "Bearer for-a-proxy"}
+    for headers in ({"Authorization": f"Bearer {key}"}, {"X-PiCloud-Key": key}, both):
         assert (await run(daemon, "priv", headers=headers))[:3] == (200, "text/plain", b"ok")
     status, _, body, _ = await run(daemon, "nosuch")
     assert status == 404
