@@ -217,6 +217,8 @@ class Zygote:
 
 def main(argv: list[str]) -> int:
     ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the daemon
+    # Ctrl-C reaches the whole process group; the daemon owns the zygote's lifetime.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=int(argv[1]))
     config = json.loads(argv[2])
     sandbox = Sandbox(config["sandbox"], config["state_dir"])

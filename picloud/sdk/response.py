@@ -45,7 +45,8 @@ def _body(value: Any) -> tuple[bytes, str | None]:
     if value is None:
         return b"", None
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass"), _TEXT
+        # A lone surrogate is no UTF-8: send it escaped rather than invalid bytes.
+        return value.encode("utf-8", "backslashreplace"), _TEXT
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value), _BYTES
     if isinstance(value, dict | list | tuple | int | float | bool):
