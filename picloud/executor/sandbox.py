@@ -100,6 +100,12 @@ def python_paths() -> list[str]:
     return sorted(p for p in paths if os.path.isdir(p))
 
 
+def _beneath(path: str, directory: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), os.path.realpath(directory)]) == (
+        os.path.realpath(directory)
+    )
+
+
 class Sandbox:
     """What the zygote prepared once; `apply()` runs in each forked child."""
 
@@ -117,6 +123,8 @@ class Sandbox:
     def prepare(self) -> None:
         enabled = self.mode != "off"
         root = os.geteuid() == 0
+        # The filter first: building it imports pyseccomp, which must still be visible.
+        self.layers["seccomp"] = enabled and self._build_seccomp()
         self.layers["namespaces"] = enabled and root and self._unshare()
         self.layers["mounts"] = bool(self.layers["namespaces"]) and self._harden_mounts()
         self.uid_ok = enabled and root
@@ -125,7 +133,6 @@ class Sandbox:
         abi = landlock_abi() if enabled else 0
         self.layers["landlock_abi"] = abi
         self.layers["landlock"] = abi > 0 and self._build_landlock(abi)
-        self.layers["seccomp"] = enabled and self._build_seccomp()
         self.layers["rlimits"] = True
         self.layers["fd_close"] = True
         self.layers["env"] = True
@@ -151,17 +158,27 @@ class Sandbox:
 
     def _harden_mounts(self) -> bool:
         """Column E of the sandbox study: empty read-only tmpfs over writable and private places."""
+        needed = python_paths()
+        skipped = []
         try:
             self._mount("none", "/", None, _MS_REC | _MS_PRIVATE, "")
             self._expose_python()
             flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
             for target in ("/tmp", "/var/tmp", "/dev/shm", "/run", self.state_dir):
-                if os.path.isdir(target):
-                    self._mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=755")
+                if not os.path.isdir(target):
+                    continue
+                if any(_beneath(path, target) for path in needed):
+                    # e.g. a checkout in /tmp: masking it would hide the Python scripts run
+                    # with. Landlock (where present) still keeps scripts out of the rest.
+                    skipped.append(target)
+                    continue
+                self._mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=755")
             self._mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "hidepid=2")
         except OSError as exc:
             self.layers["mounts_error"] = str(exc)
             return False
+        if skipped:
+            self.layers["mounts_skipped"] = ", ".join(skipped)
         return True
 
     def _expose_python(self) -> None:

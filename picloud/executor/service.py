@@ -93,6 +93,11 @@ class SandboxExecutor:
             raise RuntimeError(f"sandbox=required but these layers are missing: {missing}")
         if missing and self.settings.sandbox == "auto":
             log.warning("sandbox: degraded, missing %s", ", ".join(missing))
+        if layers.get("mounts_skipped"):
+            log.warning(
+                "sandbox: not masking %s: the Python installation lives there",
+                layers["mounts_skipped"],
+            )
 
     def _zygote_died(self) -> None:
         self.pool.zygote_died()
