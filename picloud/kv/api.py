@@ -35,6 +35,12 @@ class KvService(Protocol):
 
     async def has(self, app_id: str, collection: str, key: str) -> bool: ...
 
+    def get_now(self, app_id: str, collection: str, key: str) -> str | None:
+        """`get` without suspending: point reads are served inline by the broker."""
+        ...
+
+    def has_now(self, app_id: str, collection: str, key: str) -> bool: ...
+
     async def set(
         self,
         app_id: str,

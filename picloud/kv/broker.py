@@ -18,7 +18,7 @@ from picloud.kv.api import AppNotFound, KvService
 from picloud.kv.component import KV
 from picloud.ops.kvstats import record_kv
 
-__all__ = ["OPS", "dispatch"]
+__all__ = ["NOT_NOW", "OPS", "dispatch", "dispatch_now"]
 
 _Handler = Callable[[KvService, str, int, Any], Awaitable[Any]]
 
@@ -71,10 +71,37 @@ OPS: dict[str, tuple[_Handler, frozenset[str]]] = {
 }
 
 
+NOT_NOW: Any = object()  # dispatch_now's answer for an op that has to wait
+_NOW = {
+    "kv.get": lambda kv, app_id, a: kv.get_now(app_id, a.get("collection"), a.get("key")),
+    "kv.has": lambda kv, app_id, a: kv.has_now(app_id, a.get("collection"), a.get("key")),
+}
+
+
 async def dispatch(
     app: web.Application, app_id: str, depth: int, op: str, args: dict[str, Any]
 ) -> Any:
     """Serve one SDK call for the app bound to the channel; TypeError/ValueError on misuse."""
+    handler = _checked(op, args)
+    try:
+        return record_kv(app, op, args, await handler(app[KV], app_id, depth, args))
+    except (ValueError, AppNotFound) as exc:
+        raise _plain(exc) from None
+
+
+def dispatch_now(app: web.Application, app_id: str, op: str, args: dict[str, Any]) -> Any:
+    """Serve a point read inline (no task, no suspension), or return NOT_NOW."""
+    now = _NOW.get(op)
+    if now is None:
+        return NOT_NOW
+    _checked(op, args)
+    try:
+        return record_kv(app, op, args, now(app[KV], app_id, args))
+    except (ValueError, AppNotFound) as exc:
+        raise _plain(exc) from None
+
+
+def _checked(op: str, args: Any) -> _Handler:
     entry = OPS.get(op)
     if entry is None:
         raise ValueError(f"unknown KV operation {op!r:.40}")
@@ -86,12 +113,12 @@ async def dispatch(
             if name == "app":
                 raise ValueError("the app is fixed by the daemon; scripts cannot name one")
             raise TypeError(f"{op}() got an unexpected argument {name!r:.40}")
-    try:
-        return record_kv(app, op, args, await handler(app[KV], app_id, depth, args))
-    except ValueError as exc:
-        if type(exc) is ValueError:
-            raise
-        # QuotaExceeded, ValueTooLarge, UnicodeError...: the script sees a plain ValueError.
-        raise ValueError(str(exc)) from None
-    except AppNotFound as exc:
-        raise ValueError(str(exc)) from None
+    return handler
+
+
+def _plain(exc: Exception) -> Exception:
+    """QuotaExceeded, ValueTooLarge, UnicodeError, AppNotFound...: the script sees a plain
+    ValueError."""
+    if type(exc) is ValueError:
+        return exc
+    return ValueError(str(exc))

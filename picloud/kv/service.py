@@ -43,12 +43,20 @@ class SqliteKv:
         self.quota_bytes = quota_bytes
 
     async def get(self, app_id: str, collection: str, key: str) -> str | None:
+        return self.get_now(app_id, collection, key)
+
+    async def has(self, app_id: str, collection: str, key: str) -> bool:
+        return self.has_now(app_id, collection, key)
+
+    # Point reads never wait: the broker calls these directly, without a task per call.
+
+    def get_now(self, app_id: str, collection: str, key: str) -> str | None:
         rules.check_collection(collection)
         rules.check_key(key)
         now = _now_ms()
         return self.db.read_now(lambda c: store.get(c, app_id, collection, key, now))
 
-    async def has(self, app_id: str, collection: str, key: str) -> bool:
+    def has_now(self, app_id: str, collection: str, key: str) -> bool:
         rules.check_collection(collection)
         rules.check_key(key)
         now = _now_ms()
