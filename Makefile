@@ -23,7 +23,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check picloud tests bench
-	$(BIN)/ruff format --check picloud tests bench || true
+	$(BIN)/ruff format --check picloud tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict picloud
