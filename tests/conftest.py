@@ -16,6 +16,21 @@ from picloud.config import Settings
 from picloud.state import RUNTIME
 
 ADMIN_TOKEN = "pc_admin_test-token-0123456789"
+# The machine codes PRODUCT.md names, pinned here rather than read from picloud.errors.
+ERROR_CODES = {
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "payload_too_large",
+    "rate_limited",
+    "script_error",
+    "timeout",
+    "resource_limit",
+    "unavailable",
+    "internal",
+}
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:

@@ -17,22 +17,9 @@ from yarl import URL
 
 from picloud.api.openapi import build_document
 from picloud.config import Settings
-from tests.conftest import ADMIN_TOKEN, Daemon
+from tests.conftest import ADMIN_TOKEN, ERROR_CODES, Daemon
 
-CODES = {
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "conflict",
-    "payload_too_large",
-    "rate_limited",
-    "script_error",
-    "timeout",
-    "resource_limit",
-    "unavailable",
-    "internal",
-}
+CODES = ERROR_CODES
 CAP = 64 * 1024
 # Values for path parameters that reach the handler (an app and a script exist).
 GOOD = {"app": "home", "id": "hello", "script": "hello"}

@@ -10,26 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import ERROR_CODES, Daemon
 from tests.daemon_process import clean_env, cli
 
 A = "/api/v1/admin"
 X = "/api/v1/execute"
 MiB = 1024 * 1024
-ERROR_CODES = {
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "conflict",
-    "payload_too_large",
-    "rate_limited",
-    "script_error",
-    "timeout",
-    "resource_limit",
-    "unavailable",
-    "internal",
-}
 
 
 async def run(d: Daemon, sid: str, method: str = "GET", tail: str = "", **kw: Any) -> Any:
