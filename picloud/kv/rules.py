@@ -70,10 +70,7 @@ def check_key(key: object) -> int:
         raise TypeError(f"key must be a str, not {type(key).__name__}")
     if not key:
         raise ValueError("key must not be empty")
-    try:
-        size = len(key.encode())
-    except UnicodeEncodeError:
-        raise ValueError(f"key {key!r:.80} is not valid Unicode (lone surrogate)") from None
+    size = _utf8_size(key, "key")
     if size > MAX_KEY_BYTES:
         raise ValueError(f"key is {size} UTF-8 bytes; the limit is {MAX_KEY_BYTES}")
     return size
@@ -82,13 +79,17 @@ def check_key(key: object) -> int:
 def check_prefix(prefix: object) -> str:
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
-    try:
-        size = len(prefix.encode())
-    except UnicodeEncodeError:
-        raise ValueError(f"prefix {prefix!r:.80} is not valid Unicode (lone surrogate)") from None
+    size = _utf8_size(prefix, "prefix")
     if size > MAX_KEY_BYTES:
         raise ValueError(f"prefix is {size} UTF-8 bytes; no key is longer than {MAX_KEY_BYTES}")
     return prefix
+
+
+def _utf8_size(text: str, what: str) -> int:
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {text!r:.80} is not valid Unicode (lone surrogate)") from None
 
 
 def check_limit(limit: object) -> int:
