@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
-from prometheus_client.core import Metric
 
 from picloud.api.common import doc
 from picloud.api.system import system_snapshot
 from picloud.auth import ADMIN_TOKENS, bearer
 from picloud.errors import Unauthorized
 from picloud.ops import OPS, Ops
-from picloud.ops.metrics import ScrapeCollector
 from picloud.state import DB, SETTINGS
 from picloud.store import retention as sql
 
@@ -33,26 +28,15 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         token = bearer(request)
         if token is None or not app[ADMIN_TOKENS].matches(token):
             raise Unauthorized("a valid admin token is required (Authorization: Bearer ...)")
+    # prometheus_client loads on the first scrape, not with the daemon (docs/performance.md).
+    from picloud.ops.metrics import ScrapeCollector, respond
+
     ops, db = app[OPS], app[DB]
     await ops.telemetry.catch_up(db)
     snap = await system_snapshot(app)
     figures = await db.read(sql.store_figures)
-    # A registry per scrape: the collector holds this scrape's figures, so two concurrent
-    # scrapes never see each other's.
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ScrapeCollector(snap, figures, db, _extra(ops), _triggers(app)))
-    registry.register(_Forward(ops.telemetry.registry))
-    return await make_aiohttp_handler(registry)(request)
-
-
-class _Forward:
-    """The daemon-long counters, re-exported through the per-scrape registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._registry.collect()
+    collector = ScrapeCollector(snap, figures, db, _extra(ops), _triggers(app))
+    return await respond(request, collector, ops.telemetry)
 
 
 def _triggers(app: web.Application) -> dict[str, Any] | None:

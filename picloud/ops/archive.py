@@ -16,14 +16,17 @@ import os
 import re
 import shutil
 import sqlite3
-import tarfile
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from picloud.versions import PRODUCT_VERSION
+if TYPE_CHECKING:
+    import tarfile
+
+# tarfile (and the product version, read through importlib.metadata) load when an archive
+# is made or read: the daemon imports this module at start-up and may never make one.
 
 __all__ = [
     "CONFIG",
@@ -94,6 +97,8 @@ def _open_source(source: Path) -> sqlite3.Connection:
 
 def create(db_path: Path, out: Path, config: Path | None = None) -> dict[str, Any]:
     """Write one archive to `out` (0600, atomically via a temporary name); returns the manifest."""
+    from picloud.versions import PRODUCT_VERSION
+
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".picloud-backup-", dir=out.parent))
     try:
@@ -129,6 +134,8 @@ def _digest(path: Path) -> dict[str, Any]:
 
 
 def _write_tar(path: Path, manifest: dict[str, Any], files: list[tuple[str, Path]]) -> None:
+    import tarfile
+
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as raw:
         with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
@@ -151,6 +158,8 @@ def extract_verified(archive: Path, dest: Path) -> dict[str, Any]:
     The manifest comes first, so each member's size is checked before a byte of it is
     written: a damaged or hostile archive cannot fill the disk.
     """
+    import tarfile
+
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             manifest, found = _extract(tar, dest)

@@ -14,7 +14,7 @@ from aiohttp import web
 from picloud.ops import backup, health, retention
 from picloud.ops.kvstats import KV_STATS, KvStats
 from picloud.ops.lock import StateLock
-from picloud.ops.metrics import Telemetry
+from picloud.ops.telemetry import Telemetry
 from picloud.state import DB, RUNTIME, SETTINGS
 
 __all__ = ["OPS", "Ops", "ops_ctx"]

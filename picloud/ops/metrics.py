@@ -1,37 +1,29 @@
 """Prometheus metrics: counters fed from the store, and gauges read at scrape time.
 
-Invocation counters and latency histograms are fed by tailing the `invocations`
-table by rowid at scrape time, so no hot path carries a metrics call and
-whatever records an invocation (HTTP, trigger, dead-letter run) counts.
-Everything else (board, store, executor, trigger dispatcher, retention,
-backups) is read when Prometheus scrapes, by `ScrapeCollector`.
+Invocation counters and latency histograms (`picloud.ops.telemetry`) are fed by
+tailing the `invocations` table by rowid at scrape time, so no hot path carries a
+metrics call and whatever records an invocation (HTTP, trigger, dead-letter run)
+counts. Everything else (board, store, executor, trigger dispatcher, retention,
+backups) is read when Prometheus scrapes, by `ScrapeCollector`. Only GET /metrics
+imports this module (and with it prometheus_client), on its first scrape.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    ProcessCollector,
-    disable_created_metrics,
-)
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from picloud.ops import board
+from picloud.ops.telemetry import Telemetry
 from picloud.store import Database
 from picloud.store import retention as sql
 
-__all__ = ["LATENCY_BUCKETS_S", "ScrapeCollector", "Telemetry"]
-
-# Script latency on a Pi: from a warm 2 ms run to the 60 s cap.
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-_TAIL_BATCH = 5000
+__all__ = ["ScrapeCollector", "respond"]
 # DispatcherStats fields exported as counters (name, help); the rest are gauges below.
 _TRIGGER_COUNTERS = {
     "delivered": ("picloud_trigger_deliveries", "Triggered runs that ended ok."),
@@ -46,59 +38,28 @@ _TRIGGER_COUNTERS = {
 }
 
 
-class Telemetry:
-    """The counters that live as long as the daemon, in their own registry."""
+async def respond(
+    request: web.Request,
+    collector: ScrapeCollector,
+    telemetry: Telemetry,
+) -> web.StreamResponse:
+    """The scrape's answer, in whichever text format the scraper asked for."""
+    # A registry per scrape: the collector holds this scrape's figures, so two concurrent
+    # scrapes never see each other's.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    registry.register(_Forward(telemetry.registry))
+    return await make_aiohttp_handler(registry)(request)
 
-    def __init__(self) -> None:
-        # No `*_created` series: one more per label set, which nothing here needs.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        self.invocations = Counter(
-            "picloud_invocations",
-            "Invocations recorded, by script, status and what started them.",
-            ["script", "status", "trigger"],
-            registry=reg,
-        )
-        self.latency = Histogram(
-            "picloud_invocation_duration_seconds",
-            "Wall-clock duration of invocations, by script.",
-            ["script"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=reg,
-        )
-        ProcessCollector(namespace="picloud", registry=reg)
-        self._rowid = 0
-        self._lock: asyncio.Lock | None = None
 
-    async def start(self, db: Database) -> None:
-        """Count from now on: counters start at zero with the daemon, as Prometheus expects."""
-        self._lock = asyncio.Lock()
-        self._rowid = await db.read(sql.max_invocation_rowid)
+class _Forward:
+    """The daemon-long counters, re-exported through the per-scrape registry."""
 
-    async def catch_up(self, db: Database) -> None:
-        """Count the invocations recorded since the last scrape.
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
 
-        Rows are read and counted on a reader thread (prometheus_client's metrics are
-        thread-safe), so a scrape after a burst of thousands never blocks the loop.
-        """
-        assert self._lock is not None, "start() first"
-        async with self._lock:
-            while await db.read(self._consume) == _TAIL_BATCH:
-                pass
-
-    def _consume(self, conn: sqlite3.Connection) -> int:
-        rows = sql.invocations_after(conn, self._rowid, _TAIL_BATCH)
-        if not rows:
-            # Deleting an app can remove the newest records; SQLite then hands out their
-            # rowids again, below our cursor. Follow it down so new records still count.
-            self._rowid = min(self._rowid, sql.max_invocation_rowid(conn))
-        for row in rows:
-            self.invocations.labels(row.script_id, row.status, row.trigger).inc()
-            self.latency.labels(row.script_id).observe(row.duration_ms / 1000)
-        if rows:
-            self._rowid = rows[-1].rowid
-        return len(rows)
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
 
 
 class ScrapeCollector:
