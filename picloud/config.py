@@ -70,6 +70,7 @@ class Settings:
     queue_timeout_ms: int = 5000
     worker_max_invocations: int = 1000
     worker_idle_s: float = 300.0
+    cpu_colocate: bool = True
     # --- KV
     kv_max_value_bytes: int = 1 * MiB
     kv_app_quota_bytes: int = 256 * MiB

@@ -11,10 +11,12 @@ import random
 import signal
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
 
+from picloud.affinity import ANY_CPU, Colocation, run_on
 from picloud.config import Settings
 from picloud.errors import Unavailable
 from picloud.executor.api import Job, Outcome, ScriptResponse, Status
@@ -51,6 +53,7 @@ class SandboxExecutor:
             settings.max_queue,
             settings.queue_timeout_ms / 1000,
         )
+        self.colocation = Colocation(settings.cpu_colocate)
         self.recorder: Recorder | None = None
         self.lookup: Lookup | None = None  # set by executor_ctx, once the store is open
         self._tasks: set[asyncio.Task[None]] = set()
@@ -204,6 +207,8 @@ class SandboxExecutor:
             "timeout_ms": script.timeout_ms,
             "log_cap": self.settings.log_cap_bytes,
         }
+        if self.colocation.enabled:
+            frame["cpu"] = self.colocation.cpu_for(self.admission.running)
         if key not in worker.seen:
             frame["source"] = script.source
         return frame, key
@@ -377,8 +382,18 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
     executor.lookup = Lookup(app[DB])
     reaper = asyncio.create_task(executor._idle_reaper(), name="worker-idle-reaper")
     app[RUNTIME].pool_ready = executor.zygote.alive
-    settle = asyncio.get_running_loop().call_later(_SETTLE_S, _settle)
+    loop = asyncio.get_running_loop()
+    settle = loop.call_later(_SETTLE_S, _settle)
+    if executor.colocation.enabled:
+        # Threads inherit the loop thread's CPU: the default pool's (to_thread) run anywhere.
+        loop.set_default_executor(ThreadPoolExecutor(initializer=run_on, initargs=(ANY_CPU,)))
+        executor.colocation.start()
+        log.info(
+            "executor: event loop on CPU %d, shared with a worker running alone",
+            executor.colocation.home,
+        )
     yield
+    executor.colocation.stop()
     settle.cancel()
     gc.unfreeze()  # an app torn down in a longer-lived process (tests) can then be collected
     app[RUNTIME].pool_ready = False

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
+from picloud.affinity import ANY_CPU, run_on
 from picloud.executor.sandbox import Sandbox
 from picloud.sdk import _channel, kv
 from picloud.sdk.log import capture, log
@@ -133,6 +134,7 @@ class _Limits:
         # idle wait in between costs none), which saves a getrusage() per run.
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.cpu_mark = usage.ru_utime + usage.ru_stime
+        self.cpu = -2  # the CPU this worker was asked to run on (picloud.affinity); -2 unset
 
     def apply(self, frame: dict[str, Any], cpu_used: float) -> None:
         memory_mb = int(frame["memory_mb"])
@@ -150,6 +152,10 @@ class _Limits:
         if not budget + 1 <= left <= budget + 4:
             self.cpu_soft = math.ceil(cpu_used + budget + 2)
             resource.setrlimit(resource.RLIMIT_CPU, (int(self.cpu_soft), resource.RLIM_INFINITY))
+        cpu = frame.get("cpu", ANY_CPU)
+        if cpu != self.cpu:
+            run_on(cpu)
+            self.cpu = cpu
 
 
 def _load(frame: dict[str, Any], cache: dict[tuple[str, int, int], dict[str, Any]]) -> Any:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from picloud.affinity import ANY_CPU, run_on
 from picloud.store import migrate
 
 __all__ = ["Database", "StoreError", "WriteFn"]
@@ -93,7 +94,10 @@ class Database:
         self._write_conn = conn
         self._now_conn = connect(self.path, self.durability)
         self._loop = asyncio.get_running_loop()
-        self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="store-read")
+        # Any CPU: the loop thread may be pinned (picloud.affinity) and threads inherit that.
+        self._readers = ThreadPoolExecutor(
+            _READERS, thread_name_prefix="store-read", initializer=run_on, initargs=(ANY_CPU,)
+        )
         self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
         self._writer.start()
         return version
@@ -132,6 +136,7 @@ class Database:
 
     def _write_loop(self) -> None:
         assert self._write_conn is not None
+        run_on(ANY_CPU)
         conn = self._write_conn
         while True:
             job = self._queue.get()

@@ -1,0 +1,81 @@
+"""CPU co-location: the event loop and a lone running worker share one CPU.
+
+An invocation is a chain of strict hand-offs (daemon -> worker -> daemon, and
+one more pair per SDK call), each a wake-up of a process that sleeps. Woken
+on the other core, a hand-off costs an inter-processor interrupt; on the same
+core it is a plain context switch — on this class of machine ~15-20 µs instead
+of ~70-100 µs per round trip (`python -m bench.ipc_floor`). So the loop thread lives
+on one "home" CPU, and a worker running alone is asked to run there too; under
+concurrency workers may run anywhere, so the other cores still do the work.
+
+Under concurrency the loop thread is the one serial step: busy workers are then
+kept off the home CPU (on a 2-core machine measured: warm hello at c=32 went
+from 0.28x to 0.41-0.47x the ceiling, against letting them run anywhere).
+
+The worker moves itself (the daemon may lack the right to move another uid's
+process): a job frame carries a placement code, the CPU to run on (>= 0), any
+CPU (ANY_CPU), or any CPU but one (`away_from`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+__all__ = ["ANY_CPU", "Colocation", "all_cpus", "away_from", "cpus_for", "run_on"]
+
+ANY_CPU = -1
+
+
+def all_cpus() -> set[int]:
+    """Every CPU of the machine (the kernel keeps a cgroup's cpuset out of it by itself)."""
+    return set(range(os.cpu_count() or 1))
+
+
+def away_from(cpu: int) -> int:
+    """The placement code for "any CPU but `cpu`"."""
+    return -2 - cpu
+
+
+def cpus_for(code: int) -> set[int]:
+    if code >= 0:
+        return {code}
+    cpus = all_cpus()
+    if code < ANY_CPU:
+        cpus.discard(-2 - code)
+    return cpus or all_cpus()
+
+
+def run_on(code: int) -> None:
+    """Move the calling thread where the placement code says."""
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, cpus_for(code))
+
+
+class Colocation:
+    """Pins the loop thread to a home CPU for as long as the executor runs."""
+
+    def __init__(self, enabled: bool) -> None:
+        allowed = os.sched_getaffinity(0)
+        # One CPU has nothing to gain; the highest one is the least busy with interrupts
+        # on a Raspberry Pi (they land on CPU 0).
+        self.home = max(allowed) if enabled and len(allowed) > 1 else ANY_CPU
+        self._saved = allowed
+
+    @property
+    def enabled(self) -> bool:
+        return self.home != ANY_CPU
+
+    def start(self) -> None:
+        if self.enabled:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {self.home})
+
+    def stop(self) -> None:
+        if self.enabled:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._saved)
+
+    def cpu_for(self, running: int) -> int:
+        """Where a job should run: home when it is the only one running, else off it."""
+        return self.home if running == 1 else away_from(self.home)

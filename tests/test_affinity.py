@@ -1,0 +1,91 @@
+"""CPU co-location: a lone invocation shares the event loop's CPU; concurrent ones stay off it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from picloud.app import create_app
+from picloud.config import Settings
+from picloud.state import RUNTIME
+from tests.conftest import Daemon
+
+pytestmark = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="co-location needs at least two CPUs"
+)
+
+WHERE = """
+import os, time
+
+def handle(ctx):
+    time.sleep(float(ctx["request"]["query"].get("sleep", "0")))
+    return {"cpus": sorted(os.sched_getaffinity(0))}
+"""
+
+
+async def _cpus(client: TestClient[Any, Any], sleep: float = 0) -> list[int]:
+    resp = await client.get(f"/api/v1/execute/where?sleep={sleep}")
+    assert resp.status == 200, await resp.text()
+    cpus: list[int] = (await resp.json())["cpus"]
+    return cpus
+
+
+async def test_a_lone_run_shares_the_loops_cpu_and_concurrent_runs_leave_it(
+    daemon: Daemon,
+) -> None:
+    home = max(os.sched_getaffinity(0))
+    # The loop thread (this test's own thread: the daemon runs in-process) is on home now.
+    assert os.sched_getaffinity(0) == {home}
+    await daemon.make_app()
+    await daemon.deploy("where", WHERE)
+    assert await _cpus(daemon.client) == [home]
+    together = await asyncio.gather(*(_cpus(daemon.client, 0.3) for _ in range(3)))
+    away = [cpus for cpus in together if home not in cpus]
+    assert away, together  # at most the first of them ran alone
+    assert all(cpus for cpus in away)
+    # Alone again: back home.
+    assert await _cpus(daemon.client) == [home]
+
+
+async def test_store_threads_run_on_any_cpu(daemon: Daemon) -> None:
+    """Threads inherit the loop thread's CPU; the store's must not be confined to it."""
+    await daemon.make_app()  # a write: the writer thread is up and has run
+    writer = next(t for t in threading.enumerate() if t.name == "store-write")
+    assert writer.native_id is not None
+    assert len(os.sched_getaffinity(writer.native_id)) > 1
+
+
+async def test_colocation_off_leaves_every_cpu_to_everyone(
+    settings: Settings, admin: dict[str, str]
+) -> None:
+    before = os.sched_getaffinity(0)
+    server = TestServer(create_app(dataclasses.replace(settings, cpu_colocate=False)), port=0)
+    client: TestClient[Any, Any] = TestClient(server)
+    await client.start_server()
+    server.app[RUNTIME].listening = True
+    try:
+        assert os.sched_getaffinity(0) == before
+        d = Daemon(client, settings, admin)
+        await d.make_app()
+        await d.deploy("where", WHERE)
+        assert set(await _cpus(client)) == before
+    finally:
+        await client.close()
+
+
+async def test_the_loop_thread_gets_its_cpus_back_on_shutdown(
+    settings: Settings, admin: dict[str, str]
+) -> None:
+    before = os.sched_getaffinity(0)
+    server = TestServer(create_app(settings), port=0)
+    client: TestClient[Any, Any] = TestClient(server)
+    await client.start_server()
+    assert os.sched_getaffinity(0) != before
+    await client.close()
+    assert os.sched_getaffinity(0) == before
