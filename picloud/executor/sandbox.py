@@ -1,8 +1,9 @@
 """Sandbox layers: built once in the zygote (Landlock, seccomp BPF, namespaces), applied per child.
 
 Stdlib + ctypes only at import time (the zygote imports this); pyseccomp is
-imported only to compile the filter once. Every layer reports whether it is
-on, so a missing one degrades loudly (`Layers`), never silently.
+imported only to compile the filter once, in a forked child that takes it away
+with it. Every layer reports whether it is on, so a missing one degrades loudly
+(`Layers`), never silently.
 """
 
 from __future__ import annotations
@@ -227,10 +228,8 @@ class Sandbox:
 
     def _build_seccomp(self) -> bool:
         try:
-            from picloud.executor.seccomp import compile_filter
-
-            program = compile_filter()
-        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            program = _compile_in_child()
+        except (OSError, RuntimeError) as exc:
             self.layers["seccomp_error"] = str(exc)
             return False
         count = len(program) // 8
@@ -266,6 +265,39 @@ class Sandbox:
             ptr = ctypes.addressof(self._fprog)
             if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ptr, 0, 0) != 0:
                 raise _oserror("seccomp")
+
+
+def _compile_in_child() -> bytes:
+    """The seccomp BPF program, compiled with libseccomp by a forked child that then exits.
+
+    pyseccomp and what it imports (ctypes.util, subprocess, shutil, tempfile, threading,
+    bz2, lzma: ~1.5 MiB resident) would otherwise stay in the zygote for good, and in
+    the page tables of every worker it forks; the program itself is a few hundred bytes.
+    """
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        os.close(rfd)
+        try:
+            from picloud.executor.seccomp import compile_filter
+
+            answer = b"\0" + compile_filter()
+        except BaseException as exc:  # noqa: BLE001 - reported to the zygote, which logs it
+            answer = b"\1" + (str(exc) or type(exc).__name__).encode(errors="replace")
+        try:
+            with open(wfd, "wb") as out:
+                out.write(answer)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with open(rfd, "rb") as answer_in:
+        answer = answer_in.read()
+    os.waitpid(pid, 0)
+    if not answer:
+        raise RuntimeError("the seccomp compiler exited without an answer")
+    if answer[0] != 0:
+        raise RuntimeError(answer[1:].decode())
+    return answer[1:]
 
 
 def _set_limits(limits: dict[str, int]) -> None:
