@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import select
 import socket
 import struct
 from typing import Any
@@ -42,6 +43,12 @@ class Channel:
         self._dec = msgspec.msgpack.Decoder()
         self._next_id = 0
         self._buf = bytearray()
+        # Wait in poll() for input, then read: a task blocked in recv() on a unix socket is
+        # also woken whenever the daemon reads what this side sent (the kernel's write-space
+        # wake-up shares the socket's wait queue), a wasted pair of context switches per
+        # frame; poll() waits filter that wake-up out by its event mask.
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
 
     def send(self, frame: dict[str, Any]) -> None:
         payload = self._enc.encode(frame)
@@ -63,6 +70,7 @@ class Channel:
     def _fill(self, n: int) -> None:
         """Read until `n` bytes are buffered (usually one recv holds a whole frame)."""
         while len(self._buf) < n:
+            self._poll.poll()
             chunk = self.sock.recv(max(65536, n - len(self._buf)))
             if not chunk:
                 raise ChannelClosed("end of channel")
