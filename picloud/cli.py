@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -43,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # Before aiohttp loads: frozenlist's C++ build maps libstdc++ (~1 MiB resident) for the
-    # few lists aiohttp freezes at start-up; the pure-Python one is as good for those.
-    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+    from picloud import footprint
+
+    footprint.prepare()  # before anything imports aiohttp
     from picloud.daemon import configure_logging, serve
 
     settings = load_settings()

@@ -1,0 +1,187 @@
+"""The daemon's and the zygote's idle footprint: what they load, and what they leave out.
+
+The figures themselves are `make bench`'s (bench/measure.py memory_breakdown); these
+tests pin the choices behind them (docs/performance.md, "Memory"), each of which
+would quietly undo a saving if reverted, and check a lean daemon still serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from picloud import footprint
+from tests.daemon_process import ServeProcess, serve
+
+TOKEN = "pc_admin_memory-test-0123456789abcdef"
+# Loaded by a daemon that is only serving, they cost resident memory for nothing.
+NOT_AT_IDLE = ("aiohttp.client", "aiohttp.connector", "prometheus_client", "tarfile")
+
+
+def _python(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_the_daemons_imports_leave_out_the_client_and_the_scrape_only_modules() -> None:
+    code = f"""
+        import json, sys
+        from picloud import footprint
+        footprint.prepare()
+        import picloud.app, picloud.cli, picloud.daemon
+        idle = [m for m in {NOT_AT_IDLE!r} if m in sys.modules]
+        import aiohttp
+        from aiohttp import web
+        session = aiohttp.ClientSession  # the first other name runs the package body
+        print(json.dumps({{
+            "idle": idle,
+            "web": web is sys.modules["aiohttp.web"],
+            "client": "aiohttp.client" in sys.modules,
+            "session": session.__module__,
+            "version": aiohttp.__version__,
+        }}))
+    """
+    got = json.loads(_python(code))
+    assert got["idle"] == []
+    assert got["web"] is True
+    assert got["client"] is True
+    assert got["session"] == "aiohttp.client"
+    import aiohttp
+
+    assert got["version"] == aiohttp.__version__
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A package whose body counts its runs in `runs.txt` and imports a submodule."""
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        '__version__ = "1.2.3"\n'
+        "import pathlib\n"
+        "_runs = pathlib.Path(__file__).with_name('runs.txt')\n"
+        "_runs.write_text(str(int(_runs.read_text() or 0) + 1))\n"
+        "from .sub import helper\n"
+        "NAME = 'from the body'\n"
+    )
+    (pkg / "runs.txt").write_text("")
+    (pkg / "sub.py").write_text("from . import __version__\nhelper = 'v' + __version__\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield pkg
+    for name in [m for m in sys.modules if m == "fakepkg" or m.startswith("fakepkg.")]:
+        del sys.modules[name]
+
+
+def test_a_deferred_package_runs_its_body_once_and_only_for_other_names(fake_package: Path) -> None:
+    runs = fake_package / "runs.txt"
+    assert footprint.defer_aiohttp_body("fakepkg") is True
+    assert footprint.defer_aiohttp_body("fakepkg") is False  # already there
+    from fakepkg import sub  # type: ignore[import-not-found]
+
+    assert sub.helper == "v1.2.3"  # submodules see the version without the body
+    assert runs.read_text() == ""
+    import fakepkg
+
+    assert fakepkg.NAME == "from the body"
+    assert fakepkg.helper == "v1.2.3"
+    assert runs.read_text() == "1"
+    with pytest.raises(AttributeError):
+        _ = fakepkg.nothing_like_this
+    assert runs.read_text() == "1"
+
+
+def test_a_package_without_a_readable_version_is_imported_as_usual(fake_package: Path) -> None:
+    init = fake_package / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "1.2.3"', "__version__ = VERSION"))
+    assert footprint.defer_aiohttp_body("fakepkg") is False
+    assert "fakepkg" not in sys.modules
+
+
+def _get(proc: ServeProcess, path: str, token: str | None = TOKEN, **kw: Any) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"{proc.url}{path}", **kw)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _post(proc: ServeProcess, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    status, raw = _get(proc, path, data=json.dumps(body).encode(), method="POST")
+    return status, json.loads(raw)
+
+
+HASHING = """
+import hashlib, hmac
+def handle(ctx):
+    return {"sha": hashlib.sha256(b"pi").hexdigest()[:8],
+            "mac": hmac.new(b"k", b"m", "sha256").hexdigest()[:8]}
+"""
+
+
+def _counted(proc: ServeProcess, line: bytes) -> bool:
+    """Does a scrape show `line` within a few seconds? (records are written in batches)"""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, body = _get(proc, "/metrics")
+        assert status == 200, body
+        if line in body:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_lean_daemon_serves_everything_and_its_zygote_never_maps_libseccomp(
+    tmp_path: Path,
+) -> None:
+    with serve(tmp_path, PICLOUD_ADMIN_TOKEN=TOKEN) as proc:
+        assert _post(proc, "/api/v1/admin/apps", {"id": "lean"})[0] == 201
+        script = {"id": "hash", "app": "lean", "source": HASHING, "public": True}
+        assert _post(proc, "/api/v1/admin/scripts", script)[0] == 201
+        status, body = _get(proc, "/api/v1/execute/hash", token=None)
+        assert status == 200, body
+        want = {
+            "sha": hashlib.sha256(b"pi").hexdigest()[:8],
+            "mac": hmac.new(b"k", b"m", "sha256").hexdigest()[:8],
+        }
+        assert json.loads(body) == want
+        assert _counted(proc, b'picloud_invocations_total{script="hash",status="ok"')
+        assert _get(proc, "/", token=None)[0] == 200  # the dashboard
+        status, body = _get(proc, "/api/v1/nothing-here")
+        assert status == 404
+        assert json.loads(body)["error"]["code"] == "not_found"
+        status, body = _get(proc, "/api/v1/admin/system")
+        sandbox = json.loads(body)["sandbox"]
+        assert "libstdc++" not in _maps(proc.proc.pid)  # frozenlist's C++ build stays out
+        zygotes = psutil.Process(proc.proc.pid).children()
+        assert len(zygotes) == 1
+        assert "libseccomp" not in _maps(zygotes[0].pid)
+        if sandbox.get("seccomp") is not True:
+            pytest.skip(f"no seccomp here ({sandbox.get('seccomp_error')}): only half checked")
+        proc.stop()
