@@ -28,7 +28,13 @@ from tests.daemon_process import ServeProcess, serve
 
 TOKEN = "pc_admin_memory-test-0123456789abcdef"
 # Loaded by a daemon that is only serving, they cost resident memory for nothing.
-NOT_AT_IDLE = ("aiohttp.client", "aiohttp.connector", "prometheus_client", "tarfile")
+NOT_AT_IDLE = (
+    "aiohttp.client",
+    "aiohttp.connector",
+    "importlib.metadata",
+    "prometheus_client",
+    "tarfile",
+)
 
 
 def _python(code: str) -> str:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from picloud.api.common import doc, json_response
 from picloud.state import DB, RUNTIME
-from picloud.versions import API_VERSION, PRODUCT_VERSION, SDK_VERSION, WIRE_VERSION
+from picloud.versions import API_VERSION, SDK_VERSION, WIRE_VERSION, product_version
 
 __all__ = ["routes"]
 
@@ -30,7 +30,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def version(request: web.Request) -> web.Response:
     return json_response(
         {
-            "product": PRODUCT_VERSION,
+            "product": product_version(),
             "sdk": SDK_VERSION,
             "api": API_VERSION,
             "schema": request.app[DB].schema_version,

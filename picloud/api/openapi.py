@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from picloud.api.common import API, doc, json_response
-from picloud.versions import PRODUCT_VERSION
+from picloud.versions import product_version
 
 __all__ = ["build_document", "routes"]
 
@@ -47,7 +47,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
             paths.setdefault(path, {})[method] = _operation(path, meta)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "PiCloud", "version": PRODUCT_VERSION},
+        "info": {"title": "PiCloud", "version": product_version()},
         "components": {
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer"},

@@ -97,7 +97,7 @@ def _open_source(source: Path) -> sqlite3.Connection:
 
 def create(db_path: Path, out: Path, config: Path | None = None) -> dict[str, Any]:
     """Write one archive to `out` (0600, atomically via a temporary name); returns the manifest."""
-    from picloud.versions import PRODUCT_VERSION
+    from picloud.versions import product_version
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".picloud-backup-", dir=out.parent))
@@ -112,7 +112,7 @@ def create(db_path: Path, out: Path, config: Path | None = None) -> dict[str, An
             members.append(CONFIG)
         manifest = {
             "format": FORMAT,
-            "product": PRODUCT_VERSION,
+            "product": product_version(),
             "schema": schema,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "files": {name: _digest(work / name) for name in members},
