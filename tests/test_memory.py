@@ -191,3 +191,34 @@ def test_a_lean_daemon_serves_everything_and_its_zygote_never_maps_libseccomp(
         if sandbox.get("seccomp") is not True:
             pytest.skip(f"no seccomp here ({sandbox.get('seccomp_error')}): only half checked")
         proc.stop()
+
+
+def test_the_health_probe_primes_the_cpu_meter_without_psutil() -> None:
+    code = """
+        import sys
+        from picloud.ops import component, health
+        health.prime_cpu()
+        cpu = health._cpu()
+        print("psutil" in sys.modules, len(cpu["percent_per_core"]) == cpu["count"])
+    """
+    assert _python(code) == "False True"
+
+
+def test_cpu_busy_share_is_counted_as_psutil_counts_it(tmp_path: Path) -> None:
+    from picloud.ops import board
+    from picloud.ops.health import _busy_percent
+
+    stat = tmp_path / "proc" / "stat"
+    stat.parent.mkdir()
+    stat.write_text(
+        "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 100 5 20 800 50 1 2 3 30 0\ncpu1 7 0 3 90\nintr 1 2 3\n"
+    )
+    before = board.cpu_times(tmp_path)
+    assert before == [(100, 5, 20, 800, 50, 1, 2, 3, 30, 0), (7, 0, 3, 90, 0, 0, 0, 0, 0, 0)]
+    after = (160, 5, 30, 850, 70, 1, 2, 3, 60, 0)
+    # 170 ticks, less guest 30 (inside user already): 140; less idle 50, iowait 20: 70 busy
+    assert _busy_percent(before[0], after) == 50.0
+    assert _busy_percent(after, after) == 0.0
+    assert _busy_percent(after, before[0]) == 0.0  # counters that went back count as 0
+    stat.write_text("intr 1 2 3\n")
+    assert board.cpu_times(tmp_path) is None

@@ -17,6 +17,7 @@ __all__ = [
     "read_temperature",
     "read_throttled",
     "bytes_written",
+    "cpu_times",
     "system_uptime_s",
 ]
 
@@ -148,3 +149,22 @@ def system_uptime_s(root: Path = ROOT) -> float | None:
         return float(raw.split()[0])
     except (ValueError, IndexError):
         return None
+
+
+def cpu_times(root: Path = ROOT) -> list[tuple[int, ...]] | None:
+    """Per CPU, the ten /proc/stat counters (user nice system idle iowait irq softirq steal
+    guest guest_nice, in clock ticks; missing ones 0); None without /proc/stat."""
+    table = _read(root / "proc/stat")
+    if table is None:
+        return None
+    cpus: list[tuple[int, ...]] = []
+    for line in table.splitlines():
+        fields = line.split()
+        if not fields or not fields[0].startswith("cpu") or fields[0] == "cpu":
+            continue
+        try:
+            counters = [int(f) for f in fields[1:11]]
+        except ValueError:
+            return None
+        cpus.append(tuple(counters + [0] * (10 - len(counters))))
+    return cpus or None

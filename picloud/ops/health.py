@@ -1,7 +1,9 @@
 """The health snapshot of /api/v1/admin/system and /metrics: psutil plus the board's files.
 
 `snapshot()` is synchronous and reads /proc and /sys, so callers run it in a thread.
-Whatever the board or the platform does not offer is None, never an error.
+Whatever the board or the platform does not offer is None, never an error. psutil
+loads with the first snapshot, not at start-up (~0.9 MiB resident on an idle daemon):
+the CPU counters primed at start-up are read from /proc/stat the way psutil reads them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from picloud.ops import board
 
@@ -58,9 +58,41 @@ class Probe:
             return None
 
 
+class _CpuMeter:
+    """Busy share per CPU since the last reading, as psutil.cpu_percent(None, percpu=True)."""
+
+    def __init__(self) -> None:
+        self._last: list[tuple[int, ...]] | None = None
+
+    def percent_per_core(self) -> list[float] | None:
+        """None when /proc/stat cannot be read (the caller asks psutil then)."""
+        now = board.cpu_times()
+        if now is None:
+            return None
+        last, self._last = self._last, now
+        if last is None or len(last) != len(now):
+            last = now  # no earlier reading (or CPUs came or went): 0.0, as psutil says
+        return [_busy_percent(a, b) for a, b in zip(last, now, strict=True)]
+
+
+def _busy_percent(before: tuple[int, ...], after: tuple[int, ...]) -> float:
+    delta = [max(0, b - a) for a, b in zip(before, after, strict=True)]
+    total = sum(delta) - delta[8] - delta[9]  # guest time is counted in user time already
+    busy = total - delta[3] - delta[4]  # idle and iowait
+    if total <= 0:
+        return 0.0
+    return round(min(max(0.0, 100.0 * busy / total), 100.0), 1)
+
+
+_CPU = _CpuMeter()
+
+
 def prime_cpu() -> None:
-    """psutil's first cpu_percent(None) is meaningless; call once at start-up."""
-    psutil.cpu_percent(interval=None, percpu=True)
+    """The first busy share needs an earlier reading; take it once at start-up."""
+    if _CPU.percent_per_core() is None:
+        import psutil
+
+        psutil.cpu_percent(interval=None, percpu=True)
 
 
 def snapshot(probe: Probe) -> dict[str, Any]:
@@ -88,14 +120,17 @@ def _cpu() -> dict[str, Any]:
         load: dict[str, float] | None = {"1m": load1, "5m": load5, "15m": load15}
     except OSError:
         load = None
-    return {
-        "count": psutil.cpu_count() or None,
-        "percent_per_core": psutil.cpu_percent(interval=None, percpu=True),
-        "load": load,
-    }
+    percent = _CPU.percent_per_core()
+    if percent is None:
+        import psutil
+
+        percent = psutil.cpu_percent(interval=None, percpu=True)
+    return {"count": os.cpu_count() or None, "percent_per_core": percent, "load": load}
 
 
 def _memory() -> dict[str, Any]:
+    import psutil
+
     vm = psutil.virtual_memory()
     swap = psutil.swap_memory()
     return {
@@ -108,6 +143,8 @@ def _memory() -> dict[str, Any]:
 
 
 def _disk(probe: Probe) -> dict[str, Any]:
+    import psutil
+
     out: dict[str, Any] = {"path": str(probe.state_dir)}
     try:
         usage = psutil.disk_usage(str(probe.state_dir))
@@ -150,6 +187,8 @@ def _writes(probe: Probe) -> dict[str, Any]:
 
 
 def _daemon_written() -> int | None:
+    import psutil
+
     try:
         return int(psutil.Process().io_counters().write_bytes)
     except (AttributeError, OSError, psutil.Error):
@@ -159,6 +198,8 @@ def _daemon_written() -> int | None:
 def _system_uptime(root: Path) -> float | None:
     uptime = board.system_uptime_s(root)
     if uptime is None and root == board.ROOT:
+        import psutil
+
         uptime = time.time() - psutil.boot_time()
     return round(uptime, 1) if uptime is not None else None
 
@@ -176,6 +217,8 @@ def _database_files(db_path: Path) -> dict[str, Any]:
 
 def _processes() -> dict[str, Any]:
     """The daemon's resident memory and that of its process tree (zygote and workers)."""
+    import psutil
+
     me = psutil.Process()
     workers_rss, workers = 0, 0
     try:
