@@ -1,7 +1,12 @@
 """What `picloud serve` sets up before aiohttp loads, so the daemon stays small in memory.
 
-Two choices, each measured on an idle daemon (docs/performance.md, "Memory"):
+Three choices, each measured on an idle daemon (docs/performance.md, "Memory"):
 
+- Python's own table of content types, not the host's `/etc/mime.types`: aiohttp
+  builds a `MimeTypes()` at import, which reads the system files into ~1,500-entry
+  dicts (~0.4 MiB) that a daemon serving no files from disk never consults. The
+  dashboard names its own types; anything else falls back to Python's table,
+  which is the same on every board.
 - frozenlist's pure-Python build. Its C++ extension maps libstdc++ (~1 MiB
   resident) for the few lists aiohttp freezes at start-up, never on a hot path.
 - aiohttp's package body deferred. `aiohttp/__init__.py` imports the whole HTTP
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import mimetypes
 import os
 import re
 import sys
@@ -30,6 +36,8 @@ _VERSION = re.compile(r'^__version__\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
 
 def prepare() -> None:
     """Call before anything imports aiohttp (the daemon's entry point does)."""
+    if not mimetypes.inited:
+        mimetypes.knownfiles = []  # documented knob: the files init() reads
     os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
     defer_aiohttp_body()
 

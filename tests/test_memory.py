@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import mimetypes
 import subprocess
 import sys
 import textwrap
@@ -55,11 +56,15 @@ def test_the_daemons_imports_leave_out_the_client_and_the_scrape_only_modules() 
         footprint.prepare()
         import picloud.app, picloud.cli, picloud.daemon
         idle = [m for m in {NOT_AT_IDLE!r} if m in sys.modules]
+        import mimetypes
+        from aiohttp.web_fileresponse import CONTENT_TYPES
+        types = (mimetypes.knownfiles, len(CONTENT_TYPES.types_map[True]))
         import aiohttp
         from aiohttp import web
         session = aiohttp.ClientSession  # the first other name runs the package body
         print(json.dumps({{
             "idle": idle,
+            "types": types,
             "web": web is sys.modules["aiohttp.web"],
             "client": "aiohttp.client" in sys.modules,
             "session": session.__module__,
@@ -68,6 +73,11 @@ def test_the_daemons_imports_leave_out_the_client_and_the_scrape_only_modules() 
     """
     got = json.loads(_python(code))
     assert got["idle"] == []
+    # Python's own table of content types (aiohttp adds a few), not the host's /etc/mime.types
+    mimetypes.init()
+    files, known = got["types"]
+    assert files == []
+    assert len(mimetypes.MimeTypes().types_map[True]) <= known < 200
     assert got["web"] is True
     assert got["client"] is True
     assert got["session"] == "aiohttp.client"
