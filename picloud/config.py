@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -131,6 +130,8 @@ def load_settings(
 
 
 def _read_toml(path: Path) -> dict[str, object]:
+    import tomllib  # here, not at the top: a daemon without a config file never loads it
+
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
