@@ -83,10 +83,9 @@ class _Deferred:
         missing = AttributeError(f"module {module.__name__!r} has no attribute {attr!r}")
         if attr.startswith("__"):
             raise missing
-        qualified = f"{module.__name__}.{attr}"
-        if importlib.util.find_spec(qualified) is not None:
+        if _is_submodule(module.__name__, attr):
             # `from aiohttp import web` asks the package for `web` before importing it.
-            return importlib.import_module(qualified)
+            return importlib.import_module(f"{module.__name__}.{attr}")
         with self._lock:
             if self._state != "deferred":  # done, or asked by the body itself as it runs
                 raise missing
@@ -104,3 +103,12 @@ class _Deferred:
         if body_getattr is not None and body_getattr is not self:
             return body_getattr(attr)
         raise missing
+
+
+def _is_submodule(package: str, attr: str) -> bool:
+    if not attr.isidentifier():
+        return False
+    try:
+        return importlib.util.find_spec(f"{package}.{attr}") is not None
+    except (ImportError, ValueError):
+        return False
