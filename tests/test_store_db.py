@@ -96,6 +96,24 @@ async def test_commit_listeners_run_on_the_loop(db: Database) -> None:
     assert all(seen)
 
 
+async def test_config_listeners_skip_routine_writes(db: Database) -> None:
+    """KV rows, events and records do not drop the request path's script/key cache."""
+    config: list[int] = []
+    every: list[int] = []
+    db.on_config_commit(lambda: config.append(1))
+    db.on_commit(lambda: every.append(1))
+    await db.write(lambda c: store_apps.create_app(c, "home"))
+    assert (len(config), len(every)) == (1, 1)
+    await db.write(lambda c: c.execute("SELECT 1").fetchone(), routine=True)
+    assert (len(config), len(every)) == (1, 2)
+    # A batch holding one non-routine write among routine ones still tells them.
+    await asyncio.gather(
+        db.write(lambda c: c.execute("SELECT 1").fetchone(), routine=True),
+        db.write(lambda c: store_apps.create_app(c, "other")),
+    )
+    assert len(config) == 2
+
+
 async def test_foreign_keys_are_enforced(db: Database) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         await db.write(lambda c: store_apps.create_key(c, "k", "no-such-app", "h" * 64, "p"))

@@ -90,7 +90,7 @@ class SqliteKv:
         rules.check_collection(collection)
         rules.check_key(key)
         return await self.db.write(
-            lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth)
+            lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth), routine=True
         )
 
     async def incr(
@@ -159,7 +159,9 @@ class SqliteKv:
         """Delete every expired row, one bounded transaction at a time."""
         total = 0
         while self.db.read_now(lambda c: store.purge_due(c, _now_ms())):
-            done = await self.db.write(lambda c: store.purge_expired(c, _now_ms(), PURGE_BATCH))
+            done = await self.db.write(
+                lambda c: store.purge_expired(c, _now_ms(), PURGE_BATCH), routine=True
+            )
             total += done
             if done < PURGE_BATCH:
                 break
@@ -167,7 +169,7 @@ class SqliteKv:
 
     async def _write(self, app_id: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await self.db.write(fn)
+            return await self.db.write(fn, routine=True)
         except sqlite3.IntegrityError:
             # The only constraint a KV write can break is the app's foreign key.
             raise AppNotFound(f"app {app_id!r} does not exist") from None

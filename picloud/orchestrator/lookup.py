@@ -1,9 +1,11 @@
 """The execute path's reads (script, secrets, key check), cached until the database changes.
 
-Every commit of the store's writer drops the cache (`Database.on_commit` runs on
-the loop before any writer resumes), so a new version, a secret or a revoked key
-is seen by the very next request. As a backstop against writes from outside the
-daemon, `PRAGMA data_version` is checked at most once a second.
+Every commit of a write that may change a script, key or secret drops the cache
+(`Database.on_config_commit` runs on the loop before any writer resumes), so a new
+version, a secret or a revoked key is seen by the very next request; KV writes,
+events and invocation records (`routine` writes) leave it be. As a backstop
+against writes from outside the daemon, `PRAGMA data_version` is checked at most
+once a second.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Lookup:
         self._keys: set[tuple[str, str]] = set()
         self._refs: dict[str, ScriptRef] = {}
         self._checked = 0.0
-        db.on_commit(self.invalidate)
+        db.on_config_commit(self.invalidate)
 
     def invalidate(self) -> None:
         self._scripts.clear()

@@ -77,6 +77,7 @@ class Database:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._commit_listeners: list[Callable[[], None]] = []
+        self._config_listeners: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
         self.writes = 0
@@ -120,18 +121,28 @@ class Database:
         """Call `listener` on the event loop after every commit (e.g. wake a dispatcher)."""
         self._commit_listeners.append(listener)
 
+    def on_config_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` on the loop after a commit with any write not marked `routine`,
+        before any of its writers resumes (e.g. drop a cache of scripts and keys)."""
+        self._config_listeners.append(listener)
+
     @property
     def schema_version(self) -> int:
         return self.read_now(migrate.current_version)
 
     # ---- writes
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in a transaction on the writer thread; returns once committed."""
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, routine: bool = False) -> T:
+        """Run `fn` in a transaction on the writer thread; returns once committed.
+
+        `routine`: the write touches only data the request path does not cache (KV
+        rows, events, invocation records), so its commit leaves the `on_config_commit`
+        listeners alone. Anything else (the default) may change a script, key or secret.
+        """
         if self._writer is None or self._loop is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Job(fn, future))
+        self._queue.put(_Job(fn, future, routine))
         return await future
 
     def _write_loop(self) -> None:
@@ -185,6 +196,9 @@ class Database:
         self._loop.call_soon_threadsafe(self._settle, results)
 
     def _settle(self, results: list[tuple[_Job, bool, Any]]) -> None:
+        if any(not job.routine for job, _, _ in results):
+            for listener in self._config_listeners:
+                listener()
         for job, ok, value in results:
             if job.future.done():
                 continue
@@ -229,11 +243,14 @@ class Database:
 
 
 class _Job:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "routine")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]):
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], routine: bool
+    ) -> None:
         self.fn = fn
         self.future = future
+        self.routine = routine
 
 
 def now_ms() -> int:

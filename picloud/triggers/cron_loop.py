@@ -98,7 +98,7 @@ class CronClock:
             delete_events(conn, purge)
             return enqueue_cron_run(conn, t.id, t.app_id, schedule, due)
 
-        queued = await self._d.db.write(fire)
+        queued = await self._d.db.write(fire, routine=True)
         if queued is None:  # deleted meanwhile (with its script or app)
             self._d.triggers.pop(t.id, None)
             self.forget(t.id)

@@ -74,7 +74,9 @@ async def attempt(d: Dispatcher, t: Trigger, ev: Event) -> Event | None:
         await _dead_letter(d, t, ev, payload, attempts, error)
         return None
     next_at = now_ms() + backoff_ms(t, attempts)
-    alive = await d.db.write(lambda conn: mark_retry(conn, ev.id, attempts, next_at, error))
+    alive = await d.db.write(
+        lambda conn: mark_retry(conn, ev.id, attempts, next_at, error), routine=True
+    )
     if not alive:
         return None  # the trigger was deleted meanwhile
     d.stats.retried += 1
@@ -126,7 +128,7 @@ async def _dead_letter(
             conn, ev.id, dl_id, t.script_id, handler, attempts, error, now_ms()
         )
 
-    if not await d.db.write(move):
+    if not await d.db.write(move, routine=True):
         return
     d.stats.dead_lettered += 1
     log.warning(
@@ -184,7 +186,7 @@ async def _dead_letter_run(
             wait_ms = min(wait_ms * 2, 5000)
     d.stats.dead_letter_runs += 1
     status = "ok" if error is None else "error"
-    await d.db.write(lambda conn: record_handler(conn, dl.id, status, error))
+    await d.db.write(lambda conn: record_handler(conn, dl.id, status, error), routine=True)
 
 
 async def resume_dead_letter_handlers(d: Dispatcher) -> None:
