@@ -26,9 +26,9 @@ log = logging.getLogger("picloud.executor")
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 _START_TIMEOUT_S = 20.0
-# The zygote's entry: a bare `picloud` package module stands in for picloud/__init__.py, whose
-# version lookup (importlib.metadata, email, csv, zipfile...) would add megabytes to a heap
-# that every fork copies the page tables of.
+# The zygote's entry: a bare `picloud` package module stands in for picloud/__init__.py, so
+# nothing that file imports now or later (it once looked the version up through
+# importlib.metadata: megabytes) lands in a heap that every fork copies the page tables of.
 _BOOT = (
     "import sys, types\n"
     "pkg = types.ModuleType('picloud')\n"
