@@ -55,10 +55,14 @@ async def test_a_lone_run_shares_the_loops_cpu_and_concurrent_runs_leave_it(
 
 async def test_store_threads_run_on_any_cpu(daemon: Daemon) -> None:
     """Threads inherit the loop thread's CPU; the store's must not be confined to it."""
-    await daemon.make_app()  # a write: the writer thread is up and has run
-    writer = next(t for t in threading.enumerate() if t.name == "store-write")
-    assert writer.native_id is not None
-    assert len(os.sched_getaffinity(writer.native_id)) > 1
+    await daemon.make_app()
+    await daemon.call("GET", "/api/v1/admin/apps", expect=200)  # a read on a reader thread
+    names = ("store-write", "store-checkpoint", "store-read")
+    threads = [t for t in threading.enumerate() if t.name.startswith(names)]
+    assert threads
+    for thread in threads:
+        assert thread.native_id is not None
+        assert len(os.sched_getaffinity(thread.native_id)) > 1, thread.name
 
 
 async def test_colocation_off_leaves_every_cpu_to_everyone(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 from picloud.store import Database, StoreError, migrate
 from picloud.store import apps as store_apps
+from picloud.store.checkpoint import Checkpointer
+from picloud.store.db import connect
 
 WRITES = 300
 
@@ -157,3 +160,49 @@ async def test_connections_use_the_documented_pragmas(db: Database) -> None:
     assert db.read_now(pragmas) == expected
     assert await db.read(pragmas) == expected
     assert await db.write(pragmas) == {**expected}
+
+
+async def test_normal_durability_commits_on_the_loop_and_checkpoints_off_it(
+    tmp_path: Path,
+) -> None:
+    """Writes commit on the loop; the WAL still gets checkpointed, by a thread of its own."""
+    db = Database(tmp_path / "picloud.db", "normal")
+    db.open()
+    try:
+        assert db.on_loop
+        assert not any(t.name == "store-write" for t in threading.enumerate())
+        loop_thread = threading.get_ident()
+        await db.write(_counter)
+        ran_on = await db.write(lambda c: threading.get_ident())
+        assert ran_on == loop_thread
+        for _ in range(40):  # separate commits: frames pile up in the WAL
+            await db.write(_increment)
+        ckpt = Checkpointer(connect(db.path), db.path, pages=10, every_s=0.02)
+        frames = ckpt.wal_frames()
+        assert frames >= 10
+        ckpt.start()
+        try:
+            for _ in range(250):
+                if ckpt.checkpoints:
+                    break
+                await asyncio.sleep(0.02)
+            assert ckpt.checkpoints == 1
+        finally:
+            await asyncio.to_thread(ckpt.stop)
+        # The WAL restarts from its start on the next write once all of it is checkpointed.
+        await db.write(_increment)
+        assert ckpt.wal_frames() < frames  # reads the -shm file; needs no connection
+        assert db.read_now(lambda c: c.execute("SELECT n FROM counter").fetchone()[0]) == 41
+    finally:
+        await db.close()
+
+
+async def test_full_durability_commits_on_a_writer_thread(tmp_path: Path) -> None:
+    db = Database(tmp_path / "picloud.db", "full")
+    db.open()
+    try:
+        assert not db.on_loop
+        ran_on = await db.write(lambda c: threading.get_ident())
+        assert ran_on != threading.get_ident()
+    finally:
+        await db.close()

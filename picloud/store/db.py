@@ -1,12 +1,17 @@
-"""The SQLite database: one writer thread with group commit, reader threads.
+"""The SQLite database: one writer with group commit, reader threads.
 
-Every write is a function run on the single writer thread, inside one
-`BEGIN IMMEDIATE` transaction that it shares with whatever other writes were
-queued at the same moment (group commit: one WAL commit, and so at most one
-fsync, per batch). Each write runs in its own SAVEPOINT, so one failing write
-rolls back alone. Reads run on a small pool of reader threads, each with its
-own connection; `read_now` runs a point lookup on the calling thread (the
-event loop) where a thread hop would cost more than the query.
+Every write is a function run by the single writer inside one `BEGIN
+IMMEDIATE` transaction that it shares with whatever other writes were queued
+at the same moment (group commit: one WAL commit, and so at most one fsync,
+per batch). Each write runs in its own SAVEPOINT, so one failing write rolls
+back alone. The writer is the event loop itself when commits do not sync
+(durability "normal": a commit is a write() into the WAL, ~50 µs; handing it
+to a thread cost more in wake-ups and GIL hand-offs than the commit itself),
+with WAL checkpoints moved to a thread (`checkpoint.py`); with durability
+"full" every commit waits for an fsync, so a writer thread runs them. Reads run
+on a small pool of reader threads, each with its own connection; `read_now`
+runs a point lookup on the calling thread (the event loop) where a thread hop
+would cost more than the query.
 
 We run whole transactions on our own threads instead of using aiosqlite,
 whose one-thread-hop-per-statement model interleaves the statements of
@@ -28,6 +33,7 @@ from typing import Any, Literal, TypeVar
 
 from picloud.affinity import ANY_CPU, run_on
 from picloud.store import migrate
+from picloud.store.checkpoint import Checkpointer
 
 __all__ = ["Database", "StoreError", "WriteFn"]
 
@@ -37,6 +43,7 @@ WriteFn = Callable[[sqlite3.Connection], T]
 
 # Most writes queued at once that share one commit.
 _MAX_BATCH = 256
+_CHECKPOINT_PAGES = 2000  # as `PRAGMA wal_autocheckpoint` in connect()
 _READERS = 2
 
 
@@ -57,7 +64,7 @@ def connect(path: Path, durability: Literal["normal", "full"] = "normal") -> sql
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-4096")
     # Checkpoint less often so hot pages are rewritten once per checkpoint, not per commit.
-    conn.execute("PRAGMA wal_autocheckpoint=2000")
+    conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
     conn.execute("PRAGMA journal_size_limit=16777216")
     return conn
 
@@ -70,6 +77,10 @@ class Database:
         self.durability = durability
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        # Durability "normal": writes commit on the event loop, checkpoints on a thread.
+        self.on_loop = durability == "normal"
+        self._pending: list[_Job] = []
+        self._checkpointer: Checkpointer | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._now_conn: sqlite3.Connection | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -99,11 +110,24 @@ class Database:
         self._readers = ThreadPoolExecutor(
             _READERS, thread_name_prefix="store-read", initializer=run_on, initargs=(ANY_CPU,)
         )
-        self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
-        self._writer.start()
+        if self.on_loop:
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # never inside a commit on the loop
+            ckpt = connect(self.path, self.durability)
+            self._checkpointer = Checkpointer(ckpt, self.path, _CHECKPOINT_PAGES)
+            self._checkpointer.start()
+        else:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="store-write", daemon=True
+            )
+            self._writer.start()
         return version
 
     async def close(self) -> None:
+        while self._pending:
+            self._commit_pending()
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
+            self._checkpointer = None
         if self._writer is not None:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
@@ -133,17 +157,32 @@ class Database:
     # ---- writes
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, routine: bool = False) -> T:
-        """Run `fn` in a transaction on the writer thread; returns once committed.
+        """Run `fn` in a transaction of the writer's; returns once committed.
 
         `routine`: the write touches only data the request path does not cache (KV
         rows, events, invocation records), so its commit leaves the `on_config_commit`
         listeners alone. Anything else (the default) may change a script, key or secret.
         """
-        if self._writer is None or self._loop is None:
+        if self._write_conn is None or self._loop is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Job(fn, future, routine))
+        job = _Job(fn, future, routine)
+        if self.on_loop:
+            # Commit at the loop's next turn, with every write queued until then.
+            if not self._pending:
+                self._loop.call_soon(self._commit_pending)
+            self._pending.append(job)
+        else:
+            self._queue.put(job)
         return await future
+
+    def _commit_pending(self) -> None:
+        if self._write_conn is None:
+            return
+        batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._commit_pending)
+        self._settle(self._run_batch(self._write_conn, batch))
 
     def _write_loop(self) -> None:
         assert self._write_conn is not None
@@ -164,11 +203,15 @@ class Database:
                     stop = True
                     break
                 batch.append(more)
-            self._run_batch(conn, batch)
+            results = self._run_batch(conn, batch)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._settle, results)
             if stop:
                 return
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> list[tuple[_Job, bool, Any]]:
         results: list[tuple[_Job, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -192,8 +235,7 @@ class Database:
         else:
             self.commits += 1
             self.writes += len(batch)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._settle, results)
+        return results
 
     def _settle(self, results: list[tuple[_Job, bool, Any]]) -> None:
         if any(not job.routine for job, _, _ in results):
