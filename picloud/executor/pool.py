@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from picloud.config import Settings
 from picloud.executor.channel import WorkerChannel
 from picloud.executor.zygote_client import ExitInfo, SpawnError, ZygoteClient
@@ -28,7 +26,8 @@ _FRAME_HEADROOM = 256 * 1024
 def pool_sizes(settings: Settings) -> tuple[int, int]:
     """(max workers in total, per app): from the board's cores and memory unless set."""
     cores = os.cpu_count() or 1
-    mem_mb = psutil.virtual_memory().total // MiB
+    # Physical memory from sysconf: what psutil reports as total, without loading psutil.
+    mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MiB
     # Several workers per core: a run mostly waits on its wake-ups (socket hand-offs), so
     # more in flight keeps the cores busy; memory bounds the total (~4 MB USS each).
     total = settings.max_workers or max(4, min(64, cores * 16, mem_mb // 32))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from picloud.errors import BadRequest
 
@@ -32,8 +31,8 @@ def check_timezone(value: object) -> str | None:
     if not isinstance(value, str) or not value or len(value) > 64:
         raise BadRequest("field 'timezone' must be an IANA time zone name like 'Europe/Berlin'")
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+        _zone(value)
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
         raise BadRequest(f"unknown time zone {value!r:.80}") from None
     return value
 
@@ -46,7 +45,12 @@ def _croniter() -> Any:
 
 
 def _zone(name: str | None) -> tzinfo:
-    return UTC if name is None else ZoneInfo(name)
+    if name is None:
+        return UTC
+    # zoneinfo on first use, like croniter: nothing to hold without a cron trigger in a zone.
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
 
 
 def next_due(schedule: str, timezone: str | None, after_ms: int) -> int:

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import sqlite3
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfoNotFoundError
 
 from picloud.store.db import now_ms
 from picloud.store.outbox import delete_events, enqueue_cron_run, iso_ms
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["CronClock"]
 
 log = logging.getLogger("picloud.triggers")
-_BAD_SCHEDULE = (ValueError, KeyError, ZoneInfoNotFoundError)
+_BAD_SCHEDULE = (ValueError, KeyError)  # ZoneInfoNotFoundError is a KeyError
 
 
 class CronClock:
