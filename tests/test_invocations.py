@@ -83,6 +83,17 @@ async def test_bad_filters_are_400(home: Daemon) -> None:
         assert body["error"]["code"] == "bad_request"
 
 
+async def test_an_app_filter_naming_no_app_is_404_on_every_list(home: Daemon) -> None:
+    """Invocations, dead letters and triggers answer an unknown ?app= alike."""
+    for path in (INV, "/api/v1/admin/dead-letters", "/api/v1/admin/triggers"):
+        body = await home.call("GET", f"{path}?app=nosuch", expect=404)
+        assert body["error"]["code"] == "not_found", path
+        assert "nosuch" in body["error"]["message"]
+        await home.call("GET", f"{path}?app=home", expect=200)
+        body = await home.call("GET", f"{path}?app=Not%20A%20Slug", expect=400)
+        assert body["error"]["code"] == "bad_request", path
+
+
 async def test_records_are_written_in_batches(home: Daemon) -> None:
     db = home.client.app[DB]
     recorder = home.client.app[EXECUTOR].recorder

@@ -10,9 +10,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from picloud.errors import BadRequest, PayloadTooLarge
+from picloud.errors import BadRequest, NotFound, PayloadTooLarge
+from picloud.ids import check_slug
+from picloud.state import DB
+from picloud.store.apps import app_exists
 
 __all__ = [
+    "app_filter",
     "API",
     "Body",
     "decode_cursor",
@@ -182,3 +186,16 @@ def page(items: list[Any], limit: int, last_key: Callable[[Any], str]) -> dict[s
     items = items[:limit]
     cursor = encode_cursor(last_key(items[-1])) if more and items else None
     return {"items": items, "cursor": cursor}
+
+
+async def app_filter(request: web.Request) -> str | None:
+    """The `?app=` filter of a list: None when absent; 404 for an app that does not exist
+    (nothing of a deleted app outlives it, so an unknown app is a mistake, not an empty
+    list)."""
+    app_id = request.query.get("app")
+    if not app_id:
+        return None
+    check_slug(app_id, "app")
+    if not request.app[DB].read_now(lambda c: app_exists(c, app_id)):
+        raise NotFound(f"app '{app_id}' does not exist")
+    return app_id

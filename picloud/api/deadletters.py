@@ -8,7 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
-from picloud.api.common import API, decode_cursor, doc, json_response, page, parse_limit
+from picloud.api.common import (
+    API,
+    app_filter,
+    decode_cursor,
+    doc,
+    json_response,
+    page,
+    parse_limit,
+)
 from picloud.errors import BadRequest, Conflict, NotFound
 from picloud.ids import check_slug
 from picloud.manager.views import iso
@@ -94,7 +102,7 @@ def _filter(request: web.Request, name: str, slug: bool) -> str | None:
 async def list_route(request: web.Request) -> web.Response:
     limit = parse_limit(request)
     before = decode_cursor(request.query.get("cursor"))
-    app_id = _filter(request, "app", slug=True)
+    app_id = await app_filter(request)
     trigger_id = _filter(request, "trigger", slug=False)
     script_id = _filter(request, "script", slug=True)
     rows = await request.app[DB].read(

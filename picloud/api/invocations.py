@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from picloud.api.common import API, decode_cursor, doc, json_response, page, parse_limit
+from picloud.api.common import (
+    API,
+    app_filter,
+    decode_cursor,
+    doc,
+    json_response,
+    page,
+    parse_limit,
+)
 from picloud.errors import BadRequest, NotFound
 from picloud.executor.service import EXECUTOR
 from picloud.state import DB
@@ -32,6 +40,7 @@ async def _flush(request: web.Request) -> None:
 )
 async def list_invocations(request: web.Request) -> web.Response:
     filters = {name: request.query[name] for name in _FILTERS if request.query.get(name)}
+    await app_filter(request)
     if "status" in filters and filters["status"] not in _STATUSES:
         raise BadRequest(f"status must be one of {', '.join(_STATUSES)}")
     limit = parse_limit(request, default=50)

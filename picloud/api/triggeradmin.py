@@ -7,12 +7,19 @@ from typing import Any
 from aiohttp import web
 
 from picloud.api.apps import read_admin_json
-from picloud.api.common import API, decode_cursor, doc, json_response, page, parse_limit
+from picloud.api.common import (
+    API,
+    app_filter,
+    decode_cursor,
+    doc,
+    json_response,
+    page,
+    parse_limit,
+)
 from picloud.errors import NotFound
-from picloud.ids import check_slug
 from picloud.manager.views import iso
 from picloud.state import DB
-from picloud.store.triggers import Trigger, app_exists, delete_trigger, event_counts, get_trigger
+from picloud.store.triggers import Trigger, delete_trigger, event_counts, get_trigger
 from picloud.store.triggers import list_triggers as store_list
 from picloud.triggers import DISPATCHER
 from picloud.triggers.spec import create_trigger as spec_create
@@ -142,11 +149,7 @@ async def list_triggers(request: web.Request) -> web.Response:
     db = request.app[DB]
     limit = parse_limit(request)
     after = decode_cursor(request.query.get("cursor"))
-    app_id = request.query.get("app")
-    if app_id is not None:
-        check_slug(app_id, "app")
-        if not await db.read(lambda c: app_exists(c, app_id)):
-            raise NotFound(f"app '{app_id}' does not exist")
+    app_id = await app_filter(request)
     rows = await db.read(lambda c: store_list(c, app_id, after, limit + 1))
     counts = await _counts(request, rows)
     return json_response(page(_views(request, rows, counts), limit, lambda t: t["id"]))

@@ -12,7 +12,6 @@ __all__ = [
     "DeadLetter",
     "Trigger",
     "all_triggers",
-    "app_exists",
     "dead_letter",
     "delete_dead_letter",
     "delete_trigger",
@@ -106,10 +105,6 @@ class DeadLetter:
 
 
 # ---- references
-
-
-def app_exists(conn: sqlite3.Connection, app_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM apps WHERE id = ?", (app_id,)).fetchone() is not None
 
 
 def script_app(conn: sqlite3.Connection, script_id: str) -> str | None:

@@ -8,10 +8,10 @@ from typing import Any
 from picloud.api.common import Body
 from picloud.errors import BadRequest, NotFound
 from picloud.ids import check_collection, check_slug, new_id
+from picloud.store.apps import app_exists
 from picloud.store.db import now_ms
 from picloud.store.triggers import (
     Trigger,
-    app_exists,
     get_trigger,
     insert_trigger,
     script_app,
