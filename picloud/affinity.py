@@ -19,6 +19,7 @@ CPU (ANY_CPU), or any CPU but one (`away_from`).
 
 from __future__ import annotations
 
+import _thread  # the builtin: `threading` would load into the zygote for one call
 import contextlib
 import os
 
@@ -53,28 +54,47 @@ def run_on(code: int) -> None:
 
 
 class Colocation:
-    """Pins the loop thread to a home CPU for as long as the executor runs."""
+    """Pins the loop thread to a home CPU for as long as an executor runs on it.
+
+    Counted per thread: two daemons in one process (the test suite) share the pin, and
+    the thread gets its original CPUs back when the last of them stops.
+    """
+
+    _held: dict[int, tuple[int, set[int]]] = {}  # thread id -> (starts not stopped, mask)
 
     def __init__(self, enabled: bool) -> None:
         allowed = os.sched_getaffinity(0)
+        held = self._held.get(_thread.get_ident())
+        if held is not None:
+            allowed = held[1]  # already pinned by another executor: its mask is the real one
         # One CPU has nothing to gain; the highest one is the least busy with interrupts
         # on a Raspberry Pi (they land on CPU 0).
         self.home = max(allowed) if enabled and len(allowed) > 1 else ANY_CPU
-        self._saved = allowed
 
     @property
     def enabled(self) -> bool:
         return self.home != ANY_CPU
 
     def start(self) -> None:
-        if self.enabled:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, {self.home})
+        if not self.enabled:
+            return
+        me = _thread.get_ident()
+        count, saved = self._held.get(me, (0, os.sched_getaffinity(0)))
+        self._held[me] = (count + 1, saved)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {self.home})
 
     def stop(self) -> None:
-        if self.enabled:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, self._saved)
+        if not self.enabled:
+            return
+        me = _thread.get_ident()
+        count, saved = self._held.get(me, (1, all_cpus()))
+        if count > 1:
+            self._held[me] = (count - 1, saved)
+            return
+        self._held.pop(me, None)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, saved)
 
     def cpu_for(self, running: int) -> int:
         """Where a job should run: home when it is the only one running, else off it."""

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,4 +93,20 @@ async def test_the_loop_thread_gets_its_cpus_back_on_shutdown(
     await client.start_server()
     assert os.sched_getaffinity(0) != before
     await client.close()
+    assert os.sched_getaffinity(0) == before
+
+
+async def test_two_daemons_in_one_process_share_the_pin(
+    settings: Settings, admin: dict[str, str], tmp_path: Path
+) -> None:
+    before = os.sched_getaffinity(0)
+    second = dataclasses.replace(settings, state_dir=tmp_path / "second")
+    clients = [TestClient(TestServer(create_app(s), port=0)) for s in (settings, second)]
+    for client in clients:
+        await client.start_server()
+    home = os.sched_getaffinity(0)
+    assert len(home) == 1
+    await clients[0].close()
+    assert os.sched_getaffinity(0) == home  # the other daemon still runs on it
+    await clients[1].close()
     assert os.sched_getaffinity(0) == before

@@ -43,6 +43,7 @@ from typing import Any
 import msgspec
 
 import picloud.sdk  # noqa: F401
+from picloud.affinity import ANY_CPU, run_on
 from picloud.executor import worker
 from picloud.executor.sandbox import Sandbox
 
@@ -219,6 +220,8 @@ def main(argv: list[str]) -> int:
     ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the daemon
     # Ctrl-C reaches the whole process group; the daemon owns the zygote's lifetime.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Started (or restarted) by a loop thread pinned to its home CPU: forks go anywhere.
+    run_on(ANY_CPU)
     ctl = socket.socket(fileno=int(argv[1]))
     config = json.loads(argv[2])
     sandbox = Sandbox(config["sandbox"], config["state_dir"])
