@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -159,7 +160,10 @@ async def test_connections_use_the_documented_pragmas(db: Database) -> None:
     }
     assert db.read_now(pragmas) == expected
     assert await db.read(pragmas) == expected
-    assert await db.write(pragmas) == {**expected}
+    # The loop's own write connection never busy-waits: it retries instead (see below);
+    # a bulk write, on its thread, waits as the others do.
+    assert await db.write(pragmas) == {**expected, "busy_timeout": 0}
+    assert await db.write(pragmas, bulk=True) == expected
 
 
 async def test_normal_durability_commits_on_the_loop_and_checkpoints_off_it(
@@ -205,4 +209,66 @@ async def test_full_durability_commits_on_a_writer_thread(tmp_path: Path) -> Non
         ran_on = await db.write(lambda c: threading.get_ident())
         assert ran_on != threading.get_ident()
     finally:
+        await db.close()
+
+
+async def test_a_bulk_write_runs_off_the_loop_and_holds_the_loops_writes(tmp_path: Path) -> None:
+    """One writer at a time still: a loop write queued meanwhile commits after the bulk one."""
+    db = Database(tmp_path / "picloud.db", "normal")
+    db.open()
+    order: list[str] = []
+
+    def slow(conn: sqlite3.Connection) -> int:
+        order.append("bulk start")
+        conn.execute("CREATE TABLE t (n INTEGER)")
+        time.sleep(0.2)  # the loop keeps serving meanwhile
+        order.append("bulk end")
+        return threading.get_ident()
+
+    def quick(conn: sqlite3.Connection) -> int:
+        order.append("loop write")
+        conn.execute("INSERT INTO t VALUES (1)")  # needs the bulk write's table
+        return threading.get_ident()
+
+    try:
+        bulk = asyncio.ensure_future(db.write(slow, bulk=True))
+        await asyncio.sleep(0.05)
+        assert order == ["bulk start"]  # and the loop is free: we got here
+        loop_write = asyncio.ensure_future(db.write(quick))
+        bulk_thread, loop_thread = await asyncio.gather(bulk, loop_write)
+        assert order == ["bulk start", "bulk end", "loop write"]
+        assert bulk_thread != threading.get_ident()
+        assert loop_thread == threading.get_ident()
+        # A failing bulk write fails alone and the next writes go on.
+        with pytest.raises(ZeroDivisionError):
+            await db.write(lambda c: 1 // 0, bulk=True)
+        assert await db.write(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 1
+        pending = asyncio.ensure_future(db.write(slow, bulk=True))
+        await asyncio.sleep(0.05)
+    finally:
+        await db.close()  # waits for the bulk write in flight
+    with pytest.raises(sqlite3.OperationalError, match="already exists"):
+        await pending  # it ran (CREATE TABLE again) and its error reached its caller
+
+
+async def test_a_lock_held_by_another_process_does_not_stall_the_loop(tmp_path: Path) -> None:
+    """The loop never busy-waits for SQLite's write lock: it retries, and serves meanwhile."""
+    db = Database(tmp_path / "picloud.db", "normal")
+    db.open()
+    other = sqlite3.connect(db.path, isolation_level=None)
+    try:
+        await db.write(_counter)
+        other.execute("BEGIN IMMEDIATE")  # e.g. the sqlite3 shell, mid-transaction
+        started = time.monotonic()
+        write = asyncio.ensure_future(db.write(_increment))
+        ticks = 0
+        while time.monotonic() - started < 0.3:
+            await asyncio.sleep(0.01)  # the loop keeps turning while the write waits
+            ticks += 1
+        assert not write.done()
+        assert ticks >= 10
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(write, 2.0) == 1
+    finally:
+        other.close()
         await db.close()

@@ -48,7 +48,9 @@ class Recorder:
             self.writes += 1
             self.largest_batch = max(self.largest_batch, len(rows))
             try:
-                await self.db.write(lambda conn: store.insert_many(conn, rows), routine=True)
+                await self.db.write(
+                    lambda conn: store.insert_many(conn, rows), routine=True, bulk=True
+                )
             except Exception:
                 log.exception("executor: could not record %d invocations", len(rows))
                 self._rows[:0] = rows[-_MAX_BUFFER:]

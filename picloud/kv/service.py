@@ -160,7 +160,7 @@ class SqliteKv:
         total = 0
         while self.db.read_now(lambda c: store.purge_due(c, _now_ms())):
             done = await self.db.write(
-                lambda c: store.purge_expired(c, _now_ms(), PURGE_BATCH), routine=True
+                lambda c: store.purge_expired(c, _now_ms(), PURGE_BATCH), routine=True, bulk=True
             )
             total += done
             if done < PURGE_BATCH:

@@ -58,7 +58,7 @@ async def get_app(db: Database, app_id: str) -> App:
 
 
 async def delete_app(db: Database, app_id: str) -> None:
-    if not await db.write(lambda c: store.delete_app(c, app_id)):
+    if not await db.write(lambda c: store.delete_app(c, app_id), bulk=True):
         raise NotFound(f"app '{app_id}' does not exist")
 
 

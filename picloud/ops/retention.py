@@ -89,7 +89,7 @@ async def _drain(db: Database, step: Callable[[sqlite3.Connection], int]) -> int
     """Run a batched delete until a batch comes back short; each batch is its own write."""
     total = 0
     while True:
-        removed = await db.write(step)
+        removed = await db.write(step, routine=True, bulk=True)
         total += removed
         if removed < BATCH:
             return total
@@ -106,7 +106,9 @@ async def vacuum(db: Database) -> int:
         if free <= _VACUUM_SLACK_PAGES:
             break
         step = min(_VACUUM_STEP_PAGES, free - _VACUUM_SLACK_PAGES)
-        left = await db.write(functools.partial(sql.incremental_vacuum, pages=step))
+        left = await db.write(
+            functools.partial(sql.incremental_vacuum, pages=step), routine=True, bulk=True
+        )
         freed += free - left
         if left >= free:  # nothing moved: do not spin
             break

@@ -33,7 +33,8 @@ _MX_FRAME = 16
 class Checkpointer:
     def __init__(self, conn: sqlite3.Connection, path: Path, pages: int, every_s: float = 1.0):
         self.conn = conn  # its own connection: used on this thread only
-        self.shm = Path(f"{path}-shm")
+        # Next to the real file: SQLite follows a symlinked database path for its -wal/-shm.
+        self.shm = Path(f"{Path(path).resolve()}-shm")
         self.pages = pages
         self.every_s = every_s
         self.checkpoints = 0

@@ -7,8 +7,10 @@ per batch). Each write runs in its own SAVEPOINT, so one failing write rolls
 back alone. The writer is the event loop itself when commits do not sync
 (durability "normal": a commit is a write() into the WAL, ~50 µs; handing it
 to a thread cost more in wake-ups and GIL hand-offs than the commit itself),
-with WAL checkpoints moved to a thread (`checkpoint.py`); with durability
-"full" every commit waits for an fsync, so a writer thread runs them. Reads run
+with WAL checkpoints moved to a thread (`checkpoint.py`), and `bulk` writes
+(a batch of records, a retention step: milliseconds of work) handed to a
+thread while the loop's own commits wait for them; with durability "full"
+every commit waits for an fsync, so a writer thread runs them all. Reads run
 on a small pool of reader threads, each with its own connection; `read_now`
 runs a point lookup on the calling thread (the event loop) where a thread hop
 would cost more than the query.
@@ -21,6 +23,7 @@ coroutines sharing a connection and costs a hop per statement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -44,6 +47,7 @@ WriteFn = Callable[[sqlite3.Connection], T]
 # Most writes queued at once that share one commit.
 _MAX_BATCH = 256
 _CHECKPOINT_PAGES = 2000  # as `PRAGMA wal_autocheckpoint` in connect()
+_BUSY_TIMEOUT_S = 5.0  # how long a write waits for another process's lock
 _READERS = 2
 
 
@@ -60,7 +64,7 @@ def connect(path: Path, durability: Literal["normal", "full"] = "normal") -> sql
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={durability.upper()}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-4096")
     # Checkpoint less often so hot pages are rewritten once per checkpoint, not per commit.
@@ -80,6 +84,13 @@ class Database:
         # Durability "normal": writes commit on the event loop, checkpoints on a thread.
         self.on_loop = durability == "normal"
         self._pending: list[_Job] = []
+        self._scheduled = False  # a _commit_pending is due on the loop
+        self._bulk: list[_Job] = []
+        self._bulk_running: asyncio.Future[list[tuple[_Job, bool, Any]]] | None = None
+        self._bulk_pool: ThreadPoolExecutor | None = None
+        self._bulk_job: _Job
+        self._closing = False
+        self._busy_since: float | None = None
         self._checkpointer: Checkpointer | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._now_conn: sqlite3.Connection | None = None
@@ -112,9 +123,13 @@ class Database:
         )
         if self.on_loop:
             conn.execute("PRAGMA wal_autocheckpoint=0")  # never inside a commit on the loop
+            conn.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the loop either
             ckpt = connect(self.path, self.durability)
             self._checkpointer = Checkpointer(ckpt, self.path, _CHECKPOINT_PAGES)
             self._checkpointer.start()
+            self._bulk_pool = ThreadPoolExecutor(
+                1, thread_name_prefix="store-bulk", initializer=run_on, initargs=(ANY_CPU,)
+            )
         else:
             self._writer = threading.Thread(
                 target=self._write_loop, name="store-write", daemon=True
@@ -123,8 +138,21 @@ class Database:
         return version
 
     async def close(self) -> None:
-        while self._pending:
-            self._commit_pending()
+        self._closing = True
+        while self._bulk_running is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._bulk_running)
+            await asyncio.sleep(0)  # its done-callback settles it
+        left, self._pending, self._bulk = self._pending + self._bulk, [], []
+        if left and self._write_conn is not None and self.on_loop:
+            # The last writes may wait for another process's lock, as a thread's would.
+            self._write_conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        while left and self._write_conn is not None:
+            self._settle(self._run_batch(self._write_conn, left[:_MAX_BATCH]))
+            left = left[_MAX_BATCH:]
+        if self._bulk_pool is not None:
+            self._bulk_pool.shutdown(wait=True)
+            self._bulk_pool = None
         if self._checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
             self._checkpointer = None
@@ -156,33 +184,107 @@ class Database:
 
     # ---- writes
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T], *, routine: bool = False) -> T:
+    async def write(
+        self, fn: Callable[[sqlite3.Connection], T], *, routine: bool = False, bulk: bool = False
+    ) -> T:
         """Run `fn` in a transaction of the writer's; returns once committed.
 
         `routine`: the write touches only data the request path does not cache (KV
         rows, events, invocation records), so its commit leaves the `on_config_commit`
         listeners alone. Anything else (the default) may change a script, key or secret.
+        `bulk`: the write may take milliseconds (many rows); where writes commit on the
+        loop, it runs on a thread instead and the loop's commits wait until it is done.
         """
-        if self._write_conn is None or self._loop is None:
+        if self._write_conn is None or self._loop is None or self._closing:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = self._loop.create_future()
         job = _Job(fn, future, routine)
-        if self.on_loop:
-            # Commit at the loop's next turn, with every write queued until then.
-            if not self._pending:
-                self._loop.call_soon(self._commit_pending)
-            self._pending.append(job)
-        else:
+        if not self.on_loop:
             self._queue.put(job)
+        elif bulk:
+            self._bulk.append(job)
+            self._start_bulk()
+        else:
+            self._pending.append(job)
+            self._kick()
         return await future
 
+    # ---- writes on the loop (durability "normal")
+
+    def _kick(self) -> None:
+        """Commit at the loop's next turn, with every write queued until then."""
+        if self._pending and not self._scheduled and self._bulk_running is None:
+            assert self._loop is not None
+            self._scheduled = True
+            self._loop.call_soon(self._commit_pending)
+
     def _commit_pending(self) -> None:
-        if self._write_conn is None:
+        self._scheduled = False
+        if self._write_conn is None or self._bulk_running is not None or self._closing:
             return
         batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-        if self._pending:
-            asyncio.get_running_loop().call_soon(self._commit_pending)
-        self._settle(self._run_batch(self._write_conn, batch))
+        if batch:
+            try:
+                results = self._run_batch(self._write_conn, batch, wait=False)
+            except _Busy:
+                self._pending[:0] = batch  # first again, in the same order
+                self._retry_busy()
+                return
+            self._busy_since = None
+            self._settle(results)
+        self._kick()
+        if not self._pending:
+            self._start_bulk()
+
+    def _retry_busy(self) -> None:
+        """Another process holds the write lock: try again shortly, without blocking the
+        loop; past the busy timeout, fail the batch as a blocking wait would have."""
+        assert self._loop is not None
+        now = self._loop.time()
+        if self._busy_since is None:
+            self._busy_since = now
+        waited = now - self._busy_since
+        if waited > _BUSY_TIMEOUT_S:
+            self._busy_since = None
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            error = StoreError("the database is locked by another process")
+            self._settle([(job, False, error) for job in batch])
+            self._kick()
+            return
+        self._scheduled = True
+        self._loop.call_later(min(0.05, 0.001 + waited / 4), self._commit_pending)
+
+    def _start_bulk(self) -> None:
+        """One bulk write on the bulk thread; nothing else writes until it commits."""
+        if self._bulk_running is not None or not self._bulk or self._closing:
+            return
+        if self._pending or self._write_conn is None or self._bulk_pool is None:
+            return  # the loop's batch goes first and starts it after (_commit_pending)
+        assert self._loop is not None
+        job = self._bulk.pop(0)
+        self._bulk_job = job
+        running = self._loop.run_in_executor(self._bulk_pool, self._run_bulk, job)
+        self._bulk_running = running
+        running.add_done_callback(self._bulk_done)
+
+    def _run_bulk(self, job: _Job) -> list[tuple[_Job, bool, Any]]:
+        """On the bulk thread: here a busy wait blocks nobody (the loop's writes queue)."""
+        conn = self._write_conn
+        assert conn is not None
+        conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        try:
+            return self._run_batch(conn, [job])
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    def _bulk_done(self, running: asyncio.Future[list[tuple[_Job, bool, Any]]]) -> None:
+        self._bulk_running = None
+        if not running.cancelled() and running.exception() is None:
+            self._settle(running.result())
+        elif not self._bulk_job.future.done():  # the thread itself failed (never seen)
+            self._bulk_job.future.set_exception(StoreError("the bulk writer failed"))
+        self._kick()
+        self._start_bulk()
 
     def _write_loop(self) -> None:
         assert self._write_conn is not None
@@ -210,11 +312,18 @@ class Database:
                 return
 
     def _run_batch(
-        self, conn: sqlite3.Connection, batch: list[_Job]
+        self, conn: sqlite3.Connection, batch: list[_Job], *, wait: bool = True
     ) -> list[tuple[_Job, bool, Any]]:
+        """One transaction for the batch. `wait=False` (the loop's commits): raise _Busy at
+        once when another process holds the write lock, instead of busy-waiting for it."""
         results: list[tuple[_Job, bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not wait and getattr(exc, "sqlite_errorcode", 0) == sqlite3.SQLITE_BUSY:
+                    raise _Busy from None
+                raise
             for job in batch:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -278,10 +387,14 @@ class Database:
         """Does the writer answer within 5 s? (for the watchdog and /healthz)."""
         try:
             async with asyncio.timeout(5.0):
-                await self.write(lambda c: c.execute("SELECT 1").fetchone())
+                await self.write(lambda c: c.execute("SELECT 1").fetchone(), routine=True)
         except (TimeoutError, StoreError, sqlite3.Error):
             return False
         return True
+
+
+class _Busy(Exception):
+    """Another process holds the database's write lock (the loop does not wait for it)."""
 
 
 class _Job:

@@ -330,7 +330,7 @@ class Dispatcher:
     async def _purge(self) -> None:
         ids = self.take_purge()
         if ids:
-            await self.db.write(lambda conn: delete_events(conn, ids), routine=True)
+            await self.db.write(lambda conn: delete_events(conn, ids), routine=True, bulk=True)
 
 
 def _sem(table: dict[str, asyncio.Semaphore], key: str, size: int) -> asyncio.Semaphore:
