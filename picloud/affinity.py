@@ -22,15 +22,33 @@ from __future__ import annotations
 import _thread  # the builtin: `threading` would load into the zygote for one call
 import contextlib
 import os
+from collections.abc import Iterable
 
-__all__ = ["ANY_CPU", "Colocation", "all_cpus", "away_from", "cpus_for", "run_on"]
+__all__ = [
+    "ANY_CPU",
+    "Colocation",
+    "allow",
+    "allowed_cpus",
+    "away_from",
+    "cpus_for",
+    "run_on",
+]
 
 ANY_CPU = -1
+# What "any CPU" means: the CPUs this process was started with (taskset, systemd's
+# CPUAffinity=, isolcpus), read at import, before anything pins a thread. The zygote is
+# told the daemon's (`allow`): a zygote restarted by the pinned loop thread inherits the pin.
+_allowed: frozenset[int] = frozenset(os.sched_getaffinity(0))
 
 
-def all_cpus() -> set[int]:
-    """Every CPU of the machine (the kernel keeps a cgroup's cpuset out of it by itself)."""
-    return set(range(os.cpu_count() or 1))
+def allowed_cpus() -> set[int]:
+    return set(_allowed)
+
+
+def allow(cpus: Iterable[int]) -> None:
+    """Set what "any CPU" means in this process (and the children it forks)."""
+    global _allowed
+    _allowed = frozenset(cpus) or _allowed
 
 
 def away_from(cpu: int) -> int:
@@ -41,10 +59,10 @@ def away_from(cpu: int) -> int:
 def cpus_for(code: int) -> set[int]:
     if code >= 0:
         return {code}
-    cpus = all_cpus()
+    cpus = set(_allowed)
     if code < ANY_CPU:
         cpus.discard(-2 - code)
-    return cpus or all_cpus()
+    return cpus or set(_allowed)
 
 
 def run_on(code: int) -> None:
@@ -63,13 +81,9 @@ class Colocation:
     _held: dict[int, tuple[int, set[int]]] = {}  # thread id -> (starts not stopped, mask)
 
     def __init__(self, enabled: bool) -> None:
-        allowed = os.sched_getaffinity(0)
-        held = self._held.get(_thread.get_ident())
-        if held is not None:
-            allowed = held[1]  # already pinned by another executor: its mask is the real one
         # One CPU has nothing to gain; the highest one is the least busy with interrupts
         # on a Raspberry Pi (they land on CPU 0).
-        self.home = max(allowed) if enabled and len(allowed) > 1 else ANY_CPU
+        self.home = max(_allowed) if enabled and len(_allowed) > 1 else ANY_CPU
 
     @property
     def enabled(self) -> bool:
@@ -88,7 +102,7 @@ class Colocation:
         if not self.enabled:
             return
         me = _thread.get_ident()
-        count, saved = self._held.get(me, (1, all_cpus()))
+        count, saved = self._held.get(me, (1, set(_allowed)))
         if count > 1:
             self._held[me] = (count - 1, saved)
             return

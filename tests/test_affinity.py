@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from picloud import affinity
 from picloud.app import create_app
 from picloud.config import Settings
 from picloud.state import RUNTIME
@@ -110,3 +111,40 @@ async def test_two_daemons_in_one_process_share_the_pin(
     assert os.sched_getaffinity(0) == home  # the other daemon still runs on it
     await clients[1].close()
     assert os.sched_getaffinity(0) == before
+
+
+BUSY = """
+import os, time
+
+def handle(ctx):
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    return {"cpus": sorted(os.sched_getaffinity(0))}
+"""
+
+
+async def test_a_cpu_bound_run_leaves_the_loops_cpu(daemon: Daemon) -> None:
+    home = max(os.sched_getaffinity(0))
+    await daemon.make_app()
+    await daemon.deploy("busy", BUSY)
+    resp = await daemon.client.get("/api/v1/execute/busy")
+    assert resp.status == 200, await resp.text()
+    cpus = (await resp.json())["cpus"]
+    assert cpus
+    assert home not in cpus  # 50 ms of CPU: moved off after 10 ms
+    await daemon.deploy("where", WHERE)
+    assert await _cpus(daemon.client) == [home]  # a short run alone goes home again
+
+
+def test_any_cpu_means_the_cpus_the_process_was_given() -> None:
+    """taskset / CPUAffinity= are kept: "any" and "away" never widen them."""
+    saved = affinity.allowed_cpus()
+    try:
+        affinity.allow({0, 1})
+        assert affinity.cpus_for(affinity.ANY_CPU) == {0, 1}
+        assert affinity.cpus_for(affinity.away_from(1)) == {0}
+        affinity.allow({1})
+        assert affinity.cpus_for(affinity.away_from(1)) == {1}  # nothing else: stay
+    finally:
+        affinity.allow(saved)

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from picloud.affinity import ANY_CPU, run_on
+from picloud.affinity import ANY_CPU, away_from, run_on
 from picloud.executor.sandbox import Sandbox
 from picloud.sdk import _channel, kv
 from picloud.sdk.log import capture, log
@@ -31,6 +31,7 @@ __all__ = ["RESULT_MAX", "child_main", "spare_main"]
 
 RESULT_MAX = 4 * 1024 * 1024  # the largest response body a script may return
 MiB = 1024 * 1024
+HOME_CPU_S = 0.01  # CPU time a run may use on the event loop's CPU (picloud.affinity)
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "HOME": "/nonexistent"}
 
 
@@ -118,6 +119,7 @@ def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
         if frame.get("t") != "job":
             return
         result = _run(frame, cache, limits)
+        limits.done()
         chan.send(result)
         if result.get("recycle"):
             return
@@ -134,7 +136,10 @@ class _Limits:
         # idle wait in between costs none), which saves a getrusage() per run.
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.cpu_mark = usage.ru_utime + usage.ru_stime
-        self.cpu = -2  # the CPU this worker was asked to run on (picloud.affinity); -2 unset
+        # Where this worker was asked to run (picloud.affinity). It starts where the zygote
+        # runs, on any allowed CPU; with co-location off, frames never move it.
+        self.cpu = ANY_CPU
+        signal.signal(signal.SIGVTALRM, self._leave_home)
 
     def apply(self, frame: dict[str, Any], cpu_used: float) -> None:
         memory_mb = int(frame["memory_mb"])
@@ -156,6 +161,19 @@ class _Limits:
         if cpu != self.cpu:
             run_on(cpu)
             self.cpu = cpu
+        if cpu >= 0:
+            # Sent to the event loop's CPU because it ran alone: if the run turns out to be
+            # CPU-bound, it leaves that CPU after HOME_CPU_S of CPU time.
+            signal.setitimer(signal.ITIMER_VIRTUAL, HOME_CPU_S)
+
+    def done(self) -> None:
+        if self.cpu >= 0:
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+
+    def _leave_home(self, signum: int, frame: object) -> None:
+        if self.cpu >= 0:
+            self.cpu = away_from(self.cpu)
+            run_on(self.cpu)
 
 
 def _load(frame: dict[str, Any], cache: dict[tuple[str, int, int], dict[str, Any]]) -> Any:

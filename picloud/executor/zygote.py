@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 
 import picloud.sdk  # noqa: F401
-from picloud.affinity import ANY_CPU, run_on
+from picloud.affinity import ANY_CPU, allow, run_on
 from picloud.executor import worker
 from picloud.executor.sandbox import Sandbox
 
@@ -220,10 +220,12 @@ def main(argv: list[str]) -> int:
     ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the daemon
     # Ctrl-C reaches the whole process group; the daemon owns the zygote's lifetime.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Started (or restarted) by a loop thread pinned to its home CPU: forks go anywhere.
-    run_on(ANY_CPU)
     ctl = socket.socket(fileno=int(argv[1]))
     config = json.loads(argv[2])
+    # Started (or restarted) by a loop thread pinned to its home CPU: its forks may use
+    # every CPU the daemon was given, no more.
+    allow(config.get("cpus", ()))
+    run_on(ANY_CPU)
     sandbox = Sandbox(config["sandbox"], config["state_dir"])
     sandbox.prepare()
     gc.collect()

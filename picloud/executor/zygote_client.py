@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 import picloud
+from picloud.affinity import allowed_cpus
 
 __all__ = ["ExitInfo", "SpawnError", "ZygoteClient"]
 
@@ -66,7 +67,9 @@ class ZygoteClient:
     """One zygote process. `on_exit` hears of every worker exit; `on_death` of the zygote's."""
 
     def __init__(self, sandbox: str, state_dir: str) -> None:
-        self._config = json.dumps({"sandbox": sandbox, "state_dir": state_dir})
+        self._config = json.dumps(
+            {"sandbox": sandbox, "state_dir": state_dir, "cpus": sorted(allowed_cpus())}
+        )
         self.proc: asyncio.subprocess.Process | None = None
         self.sock: socket.socket | None = None
         self.layers: dict[str, Any] = {}
