@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 
+from picloud.affinity import allowed_cpus
 from picloud.errors import BadRequest
 
 __all__ = ["check_source", "check_source_off_loop"]
@@ -39,6 +40,7 @@ async def _check_in_child(script_id: str, source: str) -> str | None:
         "-m",
         "picloud.manager.source",
         script_id,
+        ",".join(map(str, sorted(allowed_cpus()))),  # not the loop's pinned CPU (affinity)
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -123,6 +125,9 @@ def _takes_one_argument(args: ast.arguments) -> bool:
 
 def _main() -> int:
     """The child: the source on stdin; exit 0 if it passes, else the message and 3."""
+    if len(sys.argv) > 2 and sys.argv[2]:
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setaffinity(0, {int(cpu) for cpu in sys.argv[2].split(",")})
     source = sys.stdin.buffer.read().decode("utf-8", "surrogatepass")
     try:
         check_source(sys.argv[1], source)
