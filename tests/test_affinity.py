@@ -148,3 +148,26 @@ def test_any_cpu_means_the_cpus_the_process_was_given() -> None:
         assert affinity.cpus_for(affinity.away_from(1)) == {1}  # nothing else: stay
     finally:
         affinity.allow(saved)
+
+
+CHATTY = """
+import os, time
+
+def handle(ctx):
+    c = kv.collection("x")
+    c.set("k", 1)
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        c.get("k")
+    return {"cpus": sorted(os.sched_getaffinity(0))}
+"""
+
+
+async def test_a_run_busy_with_sdk_calls_stays_on_the_loops_cpu(daemon: Daemon) -> None:
+    """Each call is a hand-off to the loop: the case co-location is for, however long."""
+    home = max(os.sched_getaffinity(0))
+    await daemon.make_app()
+    await daemon.deploy("chatty", CHATTY)
+    resp = await daemon.client.get("/api/v1/execute/chatty")
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["cpus"] == [home]

@@ -31,7 +31,8 @@ __all__ = ["RESULT_MAX", "child_main", "spare_main"]
 
 RESULT_MAX = 4 * 1024 * 1024  # the largest response body a script may return
 MiB = 1024 * 1024
-HOME_CPU_S = 0.01  # CPU time a run may use on the event loop's CPU (picloud.affinity)
+HOME_CPU_S = 0.01  # CPU time a run may use on the event loop's CPU (picloud.affinity)...
+HOME_MIN_CALLS = 10  # ...unless it made this many SDK calls in that time: then it stays
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "HOME": "/nonexistent"}
 
 
@@ -139,7 +140,8 @@ class _Limits:
         # Where this worker was asked to run (picloud.affinity). It starts where the zygote
         # runs, on any allowed CPU; with co-location off, frames never move it.
         self.cpu = ANY_CPU
-        signal.signal(signal.SIGVTALRM, self._leave_home)
+        self.calls_at = 0
+        signal.signal(signal.SIGPROF, self._leave_home)
 
     def apply(self, frame: dict[str, Any], cpu_used: float) -> None:
         memory_mb = int(frame["memory_mb"])
@@ -164,16 +166,23 @@ class _Limits:
         if cpu >= 0:
             # Sent to the event loop's CPU because it ran alone: if the run turns out to be
             # CPU-bound, it leaves that CPU after HOME_CPU_S of CPU time.
-            signal.setitimer(signal.ITIMER_VIRTUAL, HOME_CPU_S)
+            self.calls_at = _channel.calls()
+            signal.setitimer(signal.ITIMER_PROF, HOME_CPU_S)
 
     def done(self) -> None:
         if self.cpu >= 0:
-            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
 
     def _leave_home(self, signum: int, frame: object) -> None:
-        if self.cpu >= 0:
-            self.cpu = away_from(self.cpu)
-            run_on(self.cpu)
+        if self.cpu < 0:
+            return
+        calls, self.calls_at = _channel.calls() - self.calls_at, _channel.calls()
+        if calls >= HOME_MIN_CALLS:
+            # Busy with SDK calls, each a hand-off to the loop: the case co-location is for.
+            signal.setitimer(signal.ITIMER_PROF, HOME_CPU_S)
+            return
+        self.cpu = away_from(self.cpu)
+        run_on(self.cpu)
 
 
 def _load(frame: dict[str, Any], cache: dict[tuple[str, int, int], dict[str, Any]]) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["HEADER", "ChannelClosed", "Channel", "call", "channel"]
+__all__ = ["HEADER", "ChannelClosed", "Channel", "call", "calls", "channel"]
 
 HEADER = struct.Struct(">I")
 # Frames the daemon sends a worker (a job: ctx + source) stay well under this.
@@ -93,6 +93,11 @@ class Channel:
 
 
 channel: Channel | None = None  # set by the worker once it is sandboxed
+
+
+def calls() -> int:
+    """SDK calls made so far in this worker (the worker's CPU placement reads it)."""
+    return channel._next_id if channel is not None else 0
 
 
 def call(op: str, args: dict[str, Any]) -> Any:
