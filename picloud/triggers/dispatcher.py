@@ -90,6 +90,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.dead_letter_runs: set[str] = set()  # dead letters whose script is running now
         self._synced_at = 0.0
+        self._changed_meanwhile: set[str] | None = None  # see _resync
 
     # ---- the main loop
 
@@ -121,11 +122,20 @@ class Dispatcher:
     async def _resync(self) -> None:
         """Reload every trigger: catches changes made around the admin API (a script or an
         app deleted with its triggers by cascade, a restored backup)."""
-        rows = {t.id: t for t in await self.db.read(all_triggers)}
+        # A trigger the admin API changes while this read is on its thread is newer than
+        # what the read returns: leave it as trigger_changed applied it.
+        changed: set[str] = set()
+        self._changed_meanwhile = changed
+        try:
+            rows = {t.id: t for t in await self.db.read(all_triggers)}
+        finally:
+            self._changed_meanwhile = None
         self._synced_at = time.monotonic()
-        for trigger_id in set(self.triggers) - set(rows):
+        for trigger_id in set(self.triggers) - set(rows) - changed:
             self._apply(trigger_id, None)
         for t in rows.values():
+            if t.id in changed:
+                continue
             old = self.triggers.get(t.id)
             if old != t:
                 self._apply(t.id, t, reschedule=old is not None)
@@ -164,6 +174,8 @@ class Dispatcher:
 
     def trigger_changed(self, trigger_id: str) -> None:
         """The admin API created, changed or deleted a trigger: reload it."""
+        if self._changed_meanwhile is not None:
+            self._changed_meanwhile.add(trigger_id)
         self._apply(trigger_id, self.db.read_now(lambda conn: get_trigger(conn, trigger_id)))
         self._wake.set()
 
