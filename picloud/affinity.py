@@ -75,10 +75,10 @@ class Colocation:
     """Pins the loop thread to a home CPU for as long as an executor runs on it.
 
     Counted per thread: two daemons in one process (the test suite) share the pin, and
-    the thread gets its original CPUs back when the last of them stops.
+    the thread gets every allowed CPU back when the last of them stops.
     """
 
-    _held: dict[int, tuple[int, set[int]]] = {}  # thread id -> (starts not stopped, mask)
+    _held: dict[int, int] = {}  # thread id -> starts not yet stopped
 
     def __init__(self, enabled: bool) -> None:
         # One CPU has nothing to gain; the highest one is the least busy with interrupts
@@ -93,22 +93,18 @@ class Colocation:
         if not self.enabled:
             return
         me = _thread.get_ident()
-        count, saved = self._held.get(me, (0, os.sched_getaffinity(0)))
-        self._held[me] = (count + 1, saved)
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {self.home})
+        self._held[me] = self._held.get(me, 0) + 1
+        run_on(self.home)
 
     def stop(self) -> None:
         if not self.enabled:
             return
         me = _thread.get_ident()
-        count, saved = self._held.get(me, (1, set(_allowed)))
+        count = self._held.pop(me, 1)
         if count > 1:
-            self._held[me] = (count - 1, saved)
-            return
-        self._held.pop(me, None)
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, saved)
+            self._held[me] = count - 1
+        else:
+            run_on(ANY_CPU)
 
     def cpu_for(self, running: int) -> int:
         """Where a job should run: home when it is the only one running, else off it."""

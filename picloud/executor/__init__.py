@@ -7,8 +7,9 @@ heap every worker inherits), so every name here loads on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from picloud.lazy import exports
 
 if TYPE_CHECKING:
     from picloud.executor.api import Executor, Job, Outcome, ScriptRef, ScriptResponse
@@ -26,21 +27,17 @@ __all__ = [
     "zygote_ctx",
 ]
 
-_HOME = {
-    "Executor": "api",
-    "Job": "api",
-    "Outcome": "api",
-    "ScriptRef": "api",
-    "ScriptResponse": "api",
-    "EXECUTOR": "service",
-    "SandboxExecutor": "service",
-    "executor_ctx": "service",
-    "zygote_ctx": "service",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'picloud.executor' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"picloud.executor.{home}"), name)
+__getattr__ = exports(
+    __name__,
+    {
+        "Executor": "picloud.executor.api",
+        "Job": "picloud.executor.api",
+        "Outcome": "picloud.executor.api",
+        "ScriptRef": "picloud.executor.api",
+        "ScriptResponse": "picloud.executor.api",
+        "EXECUTOR": "picloud.executor.service",
+        "SandboxExecutor": "picloud.executor.service",
+        "executor_ctx": "picloud.executor.service",
+        "zygote_ctx": "picloud.executor.service",
+    },
+)

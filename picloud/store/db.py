@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -64,7 +65,7 @@ def connect(path: Path, durability: Literal["normal", "full"] = "normal") -> sql
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={durability.upper()}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+    _wait_for_locks(conn, True)
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-4096")
     # Checkpoint less often so hot pages are rewritten once per checkpoint, not per commit.
@@ -88,7 +89,6 @@ class Database:
         self._bulk: list[_Job] = []
         self._bulk_running: asyncio.Future[list[tuple[_Job, bool, Any]]] | None = None
         self._bulk_pool: ThreadPoolExecutor | None = None
-        self._bulk_job: _Job
         self._closing = False
         self._busy_since: float | None = None
         self._checkpointer: Checkpointer | None = None
@@ -123,7 +123,7 @@ class Database:
         )
         if self.on_loop:
             conn.execute("PRAGMA wal_autocheckpoint=0")  # never inside a commit on the loop
-            conn.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the loop either
+            _wait_for_locks(conn, False)  # never wait for a lock on the loop either
             ckpt = connect(self.path, self.durability)
             self._checkpointer = Checkpointer(ckpt, self.path, _CHECKPOINT_PAGES)
             self._checkpointer.start()
@@ -146,7 +146,7 @@ class Database:
         left, self._pending, self._bulk = self._pending + self._bulk, [], []
         if left and self._write_conn is not None and self.on_loop:
             # The last writes may wait for another process's lock, as a thread's would.
-            self._write_conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+            _wait_for_locks(self._write_conn, True)
         while left and self._write_conn is not None:
             self._settle(self._run_batch(self._write_conn, left[:_MAX_BATCH]))
             left = left[_MAX_BATCH:]
@@ -222,7 +222,7 @@ class Database:
         self._scheduled = False
         if self._write_conn is None or self._bulk_running is not None or self._closing:
             return
-        batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+        batch = self._take_batch()
         if batch:
             try:
                 results = self._run_batch(self._write_conn, batch, wait=False)
@@ -236,6 +236,10 @@ class Database:
         if not self._pending:
             self._start_bulk()
 
+    def _take_batch(self) -> list[_Job]:
+        batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+        return batch
+
     def _retry_busy(self) -> None:
         """Another process holds the write lock: try again shortly, without blocking the
         loop; past the busy timeout, fail the batch as a blocking wait would have."""
@@ -246,9 +250,8 @@ class Database:
         waited = now - self._busy_since
         if waited > _BUSY_TIMEOUT_S:
             self._busy_since = None
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             error = StoreError("the database is locked by another process")
-            self._settle([(job, False, error) for job in batch])
+            self._settle([(job, False, error) for job in self._take_batch()])
             self._kick()
             return
         self._scheduled = True
@@ -262,27 +265,26 @@ class Database:
             return  # the loop's batch goes first and starts it after (_commit_pending)
         assert self._loop is not None
         job = self._bulk.pop(0)
-        self._bulk_job = job
         running = self._loop.run_in_executor(self._bulk_pool, self._run_bulk, job)
         self._bulk_running = running
-        running.add_done_callback(self._bulk_done)
+        running.add_done_callback(functools.partial(self._bulk_done, job))
 
     def _run_bulk(self, job: _Job) -> list[tuple[_Job, bool, Any]]:
         """On the bulk thread: here a busy wait blocks nobody (the loop's writes queue)."""
         conn = self._write_conn
         assert conn is not None
-        conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        _wait_for_locks(conn, True)
         try:
             return self._run_batch(conn, [job])
         finally:
-            conn.execute("PRAGMA busy_timeout=0")
+            _wait_for_locks(conn, False)
 
-    def _bulk_done(self, running: asyncio.Future[list[tuple[_Job, bool, Any]]]) -> None:
+    def _bulk_done(self, job: _Job, running: asyncio.Future[list[tuple[_Job, bool, Any]]]) -> None:
         self._bulk_running = None
         if not running.cancelled() and running.exception() is None:
             self._settle(running.result())
-        elif not self._bulk_job.future.done():  # the thread itself failed (never seen)
-            self._bulk_job.future.set_exception(StoreError("the bulk writer failed"))
+        elif not job.future.done():  # the thread itself failed (never seen)
+            job.future.set_exception(StoreError("the bulk writer failed"))
         self._kick()
         self._start_bulk()
 
@@ -391,6 +393,11 @@ class Database:
         except (TimeoutError, StoreError, sqlite3.Error):
             return False
         return True
+
+
+def _wait_for_locks(conn: sqlite3.Connection, wait: bool) -> None:
+    """Whether `conn` busy-waits (up to _BUSY_TIMEOUT_S) for another process's lock."""
+    conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000) if wait else 0}")
 
 
 class _Busy(Exception):
