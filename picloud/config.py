@@ -73,6 +73,7 @@ class Settings:
     # --- KV
     kv_max_value_bytes: int = 1 * MiB
     kv_app_quota_bytes: int = 256 * MiB
+    kv_read_cache_bytes: int = 4 * MiB
     # --- triggers
     trigger_concurrency: int = 16
     # --- retention
@@ -200,7 +201,7 @@ def _check(s: Settings) -> None:
         f.name
         for f in dataclasses.fields(s)
         if f.name.startswith(("max_", "default_", "kv_", "log_cap"))
-        and f.name not in ("max_workers", "max_workers_per_app")
+        and f.name not in ("max_workers", "max_workers_per_app", "kv_read_cache_bytes")
     ]
     for name in positive:
         if getattr(s, name) <= 0:
@@ -209,6 +210,8 @@ def _check(s: Settings) -> None:
         raise ConfigError("setting default_timeout_ms: must not exceed max_timeout_ms")
     if s.default_memory_mb > s.max_memory_mb:
         raise ConfigError("setting default_memory_mb: must not exceed max_memory_mb")
+    if s.kv_read_cache_bytes < 0:
+        raise ConfigError("setting kv_read_cache_bytes: must be 0 (off) or more")
     # Operations: a zero interval would back up every second, a negative keep prune everything.
     for name in ("backup_interval_h", "backup_keep", "script_versions_keep"):
         if getattr(s, name) <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -326,3 +327,58 @@ async def test_every_sdk_doc_example_runs(daemon: Daemon) -> None:
         "deleted": True,
         "deleted_again": False,
     }
+
+
+ODD_JSON = """
+import math
+from picloud.sdk import _channel
+
+def handle(ctx):
+    w = kv.collection("odd")
+    # Texts only a hand-made call can store: valid JSON that msgspec refuses to decode.
+    _channel.call("kv.set", {"collection": "odd", "key": "big", "value": "1e400"})
+    _channel.call("kv.set", {"collection": "odd", "key": "lone", "value": '"\\\\ud800"'})
+    big, lone = w.get("big"), w.get("lone")
+    return {
+        "big": math.isinf(big),
+        "lone": lone == "\\ud800",
+        "listed": len(w.list()["items"]),
+    }
+"""
+
+
+async def test_values_msgspec_refuses_still_decode(daemon: Daemon) -> None:
+    await daemon.make_app("home")
+    await daemon.deploy("odd", ODD_JSON)
+    assert await _run(daemon, "odd") == {"big": True, "lone": True, "listed": 2}
+
+
+READER = """
+def handle(ctx):
+    w = kv.collection("shared")
+    return [w.get("k"), w.get("k"), w.has("k")]
+"""
+
+
+async def test_admin_writes_show_in_the_next_script_read(daemon: Daemon) -> None:
+    # The daemon caches what scripts read; an admin change must still show at once.
+    await daemon.make_app("home")
+    await daemon.deploy("reader", READER)
+    url = "/api/v1/admin/apps/home/kv/shared/k"
+    assert await _run(daemon, "reader") == [None, None, False]
+    for value in (1, {"n": 2}, None):
+        await daemon.call("PUT", url, json={"value": value}, expect=200)
+        assert await _run(daemon, "reader") == [value, value, True]
+    await daemon.call("DELETE", url, expect=204)
+    assert await _run(daemon, "reader") == [None, None, False]
+    await daemon.call("PUT", url, json={"value": "short", "ttl": 0.3}, expect=200)
+    assert await _run(daemon, "reader") == ["short", "short", True]
+    await asyncio.sleep(0.4)
+    assert await _run(daemon, "reader") == [None, None, False]
+    # Deleting the app drops its values with it, cached or not.
+    await daemon.call("PUT", url, json={"value": "old"}, expect=200)
+    assert (await _run(daemon, "reader"))[0] == "old"
+    await daemon.call("DELETE", "/api/v1/admin/apps/home", expect=204)
+    await daemon.make_app("home")
+    await daemon.deploy("reader", READER)
+    assert await _run(daemon, "reader") == [None, None, False]

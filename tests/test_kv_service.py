@@ -18,6 +18,8 @@ from aiohttp import web
 
 from picloud.kv import KV, dispatch, rules
 from picloud.kv.api import AppNotFound
+from picloud.kv.broker import point_reads
+from picloud.kv.cache import ReadCache
 from picloud.kv.service import SqliteKv
 from picloud.store import Database
 from picloud.store import apps as app_store
@@ -34,7 +36,8 @@ async def kv(tmp_path: Path) -> AsyncIterator[SqliteKv]:
     for app_id in ("home", "work"):
         await db.write(lambda c, a=app_id: app_store.create_app(c, a))
     try:
-        yield SqliteKv(db, max_value_bytes=MAX_VALUE, quota_bytes=QUOTA)
+        # The daemon's default: every test here also runs through the read cache.
+        yield SqliteKv(db, max_value_bytes=MAX_VALUE, quota_bytes=QUOTA, cache_bytes=1 << 20)
     finally:
         await db.close()
 
@@ -578,3 +581,113 @@ def test_now_is_wall_clock_ms() -> None:
     from picloud.kv.service import _now_ms
 
     assert abs(_now_ms() - time.time() * 1000) < 1000
+
+
+# ---- the read cache
+
+
+async def test_repeat_reads_come_from_the_cache_and_are_never_stale(kv: SqliteKv) -> None:
+    await kv.set("home", "w", "k", "1")
+    assert kv.get_now("home", "w", "k") == "1"
+    hits = kv.cache.hits
+    assert kv.get_now("home", "w", "k") == "1"
+    assert kv.has_now("home", "w", "k")
+    assert kv.cache.hits == hits + 2
+    await kv.set("home", "w", "k", "2")
+    assert kv.get_now("home", "w", "k") == "2"
+    assert await kv.incr("home", "w", "k", 3) == 5
+    assert kv.get_now("home", "w", "k") == "5"
+    assert await kv.delete("home", "w", "k")
+    assert kv.get_now("home", "w", "k") is None
+    assert not kv.has_now("home", "w", "k")
+    # An absent key is cached as absent, and a set still shows at once.
+    await kv.set("home", "w", "k", "6")
+    assert kv.get_now("home", "w", "k") == "6"
+    # Another app's same key is another entry.
+    assert kv.get_now("work", "w", "k") is None
+
+
+async def test_a_cached_value_expires_on_time(kv: SqliteKv) -> None:
+    await kv.set("home", "w", "t", '"soon"', ttl=0.3)
+    assert kv.get_now("home", "w", "t") == '"soon"'
+    assert kv.get_now("home", "w", "t") == '"soon"'  # from the cache
+    await asyncio.sleep(0.35)
+    assert kv.get_now("home", "w", "t") is None
+    assert not kv.has_now("home", "w", "t")
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_a_read_during_a_write_is_not_cached(tmp_path: Path, durability: Any) -> None:
+    db = Database(tmp_path / "kv.db", durability)
+    db.open()
+    await db.write(lambda c: app_store.create_app(c, "home"))
+    kv = SqliteKv(db, MAX_VALUE, QUOTA, cache_bytes=1 << 20)
+    try:
+        await kv.set("home", "w", "k", '"old"')
+        writes = [asyncio.create_task(kv.set("home", "w", "k", f'"new{i}"')) for i in range(3)]
+        await asyncio.sleep(0)  # queued, not yet acknowledged
+        # Whatever SQLite says meanwhile is not kept: the write may commit at any moment.
+        assert kv.get_now("home", "w", "k") in ('"old"', '"new0"', '"new1"', '"new2"')
+        assert ("home", "w", "k") not in kv.cache._entries
+        await asyncio.gather(*writes)
+        assert kv.get_now("home", "w", "k") == '"new2"'
+        kv.quota_bytes = 50  # refused inside the transaction
+        failed = asyncio.create_task(kv.set("home", "w", "k", json.dumps("x" * 100)))
+        await asyncio.sleep(0)
+        kv.get_now("home", "w", "k")
+        with pytest.raises(ValueError, match="quota"):
+            await failed
+        assert kv.get_now("home", "w", "k") == '"new2"'
+    finally:
+        await db.close()
+
+
+async def test_deleting_an_app_empties_the_cache(kv: SqliteKv) -> None:
+    await kv.set("home", "w", "k", "1")
+    assert kv.get_now("home", "w", "k") == "1"
+    assert len(kv.cache) == 1
+    await kv.db.write(lambda c: app_store.delete_app(c, "home"), bulk=True)
+    assert len(kv.cache) == 0
+    await kv.db.write(lambda c: app_store.create_app(c, "home"))
+    assert kv.get_now("home", "w", "k") is None
+
+
+def test_the_cache_keeps_to_its_budget() -> None:
+    cache = ReadCache(max_bytes=10_000)
+    for i in range(1000):
+        cache.fill(("a", "c", f"k{i}"), "v" * 50, None)
+        assert cache.used <= cache.max_bytes
+    assert 0 < len(cache) < 1000
+    assert cache.lookup(("a", "c", "k999"), 0) == (True, "v" * 50)  # the newest stays
+    assert cache.lookup(("a", "c", "k0"), 0) == (False, None)  # the oldest went first
+    cache.fill(("a", "c", "big"), "x" * 100_000, None)  # larger than worth keeping
+    assert cache.lookup(("a", "c", "big"), 0) == (False, None)
+    off = ReadCache(max_bytes=0)
+    off.fill(("a", "c", "k"), "1", None)
+    assert len(off) == 0
+    used = cache.used
+    cache.clear()
+    assert (len(cache), cache.used) == (0, 0)
+    assert used > 0
+
+
+async def test_point_reads_check_like_dispatch(web_app: web.Application, kv: SqliteKv) -> None:
+    reads = point_reads(web_app)
+    await kv.set("home", "w", "k", "[1]")
+    assert reads["kv.get"]("home", {"collection": "w", "key": "k"}) == "[1]"
+    assert reads["kv.has"]("home", {"collection": "w", "key": "k"}) is True
+    assert reads["kv.get"]("work", {"collection": "w", "key": "k"}) is None
+    cases: list[tuple[Any, type[Exception]]] = [
+        ({"collection": "w"}, TypeError),
+        ({"collection": "w", "key": "k", "extra": 1}, TypeError),
+        ({"collection": "w", "key": "k", "app": "work"}, ValueError),
+        ({"collection": "", "key": "k"}, ValueError),
+        ({"collection": "w", "key": ""}, ValueError),
+        ({"collection": "w", "key": "x" * 600}, ValueError),
+        ({"collection": "w", "key": 7}, TypeError),
+    ]
+    for op in ("kv.get", "kv.has"):
+        for args, error in cases:
+            with pytest.raises(error) as info:
+                reads[op]("home", args)
+            assert type(info.value) is error, (op, args, info.value)

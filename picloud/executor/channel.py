@@ -63,6 +63,15 @@ class WorkerChannel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
+        size = len(data) - _HEADER
+        if (
+            not buf
+            and 0 <= size <= self.max_frame
+            and int.from_bytes(data[:_HEADER], "big") == size
+        ):
+            # The usual case: exactly one whole frame (an SDK call waits for its reply).
+            self._payload(memoryview(data)[_HEADER:])
+            return
         buf += data
         while len(buf) >= _HEADER and not self.closed:
             size = int.from_bytes(buf[:_HEADER], "big")
@@ -74,12 +83,17 @@ class WorkerChannel(asyncio.Protocol):
                 return
             payload = bytes(buf[_HEADER:end])
             del buf[:end]
-            try:
-                frame = _dec.decode(payload)
-            except (msgspec.DecodeError, RecursionError, ValueError):
-                self.fatal("undecodable frame")
-                return
-            self._frame(frame)
+            self._payload(payload)
+
+    def _payload(self, payload: bytes | memoryview) -> None:
+        if self.closed:
+            return
+        try:
+            frame = _dec.decode(payload)
+        except (msgspec.DecodeError, RecursionError, ValueError):
+            self.fatal("undecodable frame")
+            return
+        self._frame(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

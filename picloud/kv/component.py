@@ -25,7 +25,12 @@ PURGE_INTERVAL_S = 1.0
 async def kv_ctx(app: web.Application) -> AsyncIterator[None]:
     """Create the KV service and run the background purge of expired keys."""
     settings = app[SETTINGS]
-    service = SqliteKv(app[DB], settings.kv_max_value_bytes, settings.kv_app_quota_bytes)
+    service = SqliteKv(
+        app[DB],
+        settings.kv_max_value_bytes,
+        settings.kv_app_quota_bytes,
+        settings.kv_read_cache_bytes,
+    )
     app[KV] = service
     task = asyncio.create_task(_purge_forever(service), name="kv-purge")
     yield

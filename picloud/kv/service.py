@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from picloud.kv import rules
 from picloud.kv.api import AppNotFound, CollectionInfo, Page
+from picloud.kv.cache import ReadCache
 from picloud.store import Database
 from picloud.store import apps as app_store
 from picloud.store import kv as store
@@ -37,10 +38,15 @@ def _now_ms() -> int:
 class SqliteKv:
     """The KV store of every app, on the daemon's one SQLite database."""
 
-    def __init__(self, db: Database, max_value_bytes: int, quota_bytes: int) -> None:
+    def __init__(
+        self, db: Database, max_value_bytes: int, quota_bytes: int, cache_bytes: int = 0
+    ) -> None:
         self.db = db
         self.max_value_bytes = max_value_bytes
         self.quota_bytes = quota_bytes
+        self.cache = ReadCache(cache_bytes)
+        # Deleting an app removes its rows by cascade, outside the per-key marks below.
+        db.on_config_commit(self.cache.clear)
 
     async def get(self, app_id: str, collection: str, key: str) -> str | None:
         return self.get_now(app_id, collection, key)
@@ -54,13 +60,20 @@ class SqliteKv:
         rules.check_collection(collection)
         rules.check_key(key)
         now = _now_ms()
-        return self.db.read_now(lambda c: store.get(c, app_id, collection, key, now))
+        where = (app_id, collection, key)
+        hit, value = self.cache.lookup(where, now)
+        if hit:
+            return value
+        row = self.db.read_now(lambda c: store.lookup(c, app_id, collection, key))
+        if row is None:
+            self.cache.fill(where, None, None)
+            return None
+        self.cache.fill(where, *row)
+        value, expires_at = row
+        return value if expires_at is None or expires_at > now else None
 
     def has_now(self, app_id: str, collection: str, key: str) -> bool:
-        rules.check_collection(collection)
-        rules.check_key(key)
-        now = _now_ms()
-        return self.db.read_now(lambda c: store.has(c, app_id, collection, key, now))
+        return self.get_now(app_id, collection, key) is not None
 
     async def set(
         self,
@@ -84,14 +97,16 @@ class SqliteKv:
                 conn, app_id, collection, key, value_json, size, expires_at, now, quota, depth
             )
 
-        return await self._write(app_id, write)
+        with self.cache.writing((app_id, collection, key)):
+            return await self._write(app_id, write)
 
     async def delete(self, app_id: str, collection: str, key: str, *, depth: int = 0) -> bool:
         rules.check_collection(collection)
         rules.check_key(key)
-        return await self.db.write(
-            lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth), routine=True
-        )
+        with self.cache.writing((app_id, collection, key)):
+            return await self.db.write(
+                lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth), routine=True
+            )
 
     async def incr(
         self, app_id: str, collection: str, key: str, by: int = 1, *, depth: int = 0
@@ -105,7 +120,8 @@ class SqliteKv:
             now = _now_ms()
             return store.increment(conn, app_id, collection, key, key_bytes, by, now, quota, depth)
 
-        return await self._write(app_id, write)
+        with self.cache.writing((app_id, collection, key)):
+            return await self._write(app_id, write)
 
     async def list(
         self,

@@ -55,6 +55,15 @@ class Channel:
         self.sock.sendall(HEADER.pack(len(payload)) + payload)
 
     def recv(self) -> dict[str, Any]:
+        if not self._buf:
+            # The usual case: nothing buffered, and the reply arrives in one piece.
+            self._poll.poll()
+            data = self.sock.recv(65536)
+            if len(data) >= HEADER.size and HEADER.unpack_from(data)[0] == len(data) - HEADER.size:
+                return self._checked(self._dec.decode(memoryview(data)[HEADER.size :]))
+            if not data:
+                raise ChannelClosed("end of channel")
+            self._buf += data
         self._fill(HEADER.size)
         (size,) = HEADER.unpack_from(self._buf)
         if size > MAX_INBOUND:
@@ -63,12 +72,16 @@ class Channel:
         self._fill(end)
         frame = self._dec.decode(memoryview(self._buf)[HEADER.size : end])
         del self._buf[:end]
+        return self._checked(frame)
+
+    @staticmethod
+    def _checked(frame: Any) -> dict[str, Any]:
         if not isinstance(frame, dict):
             raise ChannelClosed("frame is not a map")
         return frame
 
     def _fill(self, n: int) -> None:
-        """Read until `n` bytes are buffered (usually one recv holds a whole frame)."""
+        """Read until `n` bytes are buffered."""
         while len(self._buf) < n:
             self._poll.poll()
             chunk = self.sock.recv(max(65536, n - len(self._buf)))
@@ -78,11 +91,11 @@ class Channel:
 
     def call(self, op: str, args: dict[str, Any]) -> Any:
         """One SDK operation, answered by the daemon's broker; raises what the broker says."""
-        self._next_id += 1
-        call_id = self._next_id
-        self.send({"t": "call", "id": call_id, "op": op, "args": args})
+        self._next_id = call_id = self._next_id + 1
+        payload = self._enc.encode({"t": "call", "id": call_id, "op": op, "args": args})
+        self.sock.sendall(HEADER.pack(len(payload)) + payload)
         reply = self.recv()
-        if reply.get("t") != "reply" or reply.get("id") != call_id:
+        if reply.get("id") != call_id or reply.get("t") != "reply":
             raise ChannelClosed("unexpected frame while waiting for a reply")
         if "err" in reply:
             err = reply["err"] if isinstance(reply["err"], dict) else {}

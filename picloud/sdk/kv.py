@@ -1,7 +1,7 @@
 """The script SDK's `kv`: collection handles over the daemon's per-app key-value store.
 
 Runs inside the sandboxed script process, so it imports only the standard
-library, the channel and the pure KV rules. Arguments are checked here first
+library, msgspec (as the channel does) and the pure KV rules. Arguments are checked here first
 (a mistake costs no round trip) and again by the daemon, which has the last
 word. Values travel as JSON text and are decoded here.
 """
@@ -11,12 +11,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from picloud.kv import rules
 from picloud.sdk import _channel
 
 __all__ = ["Collection", "collection"]
 
-_loads = json.loads
+_fast_loads = msgspec.json.Decoder().decode
+
+
+def _loads(text: str) -> Any:
+    # msgspec decodes a small value ~10x faster than json.loads; it refuses the few texts
+    # json.loads takes (1e400 as inf, an escaped lone surrogate), which go the slow way.
+    try:
+        return _fast_loads(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
 
 
 class Collection:
@@ -36,7 +47,7 @@ class Collection:
 
     def get(self, key: str) -> Any:
         """The value stored at `key`, or None when absent."""
-        rules.check_key(key)
+        _check_key(key)
         text = _channel.call("kv.get", {"collection": self._name, "key": key})
         return None if text is None else _loads(text)
 
@@ -79,6 +90,12 @@ class Collection:
         rules.check_by(by)
         result: int = _channel.call("kv.incr", {"collection": self._name, "key": key, "by": by})
         return result
+
+
+def _check_key(key: object) -> None:
+    # An ASCII str of 1..512 characters is a valid key: skip the full check's encode().
+    if type(key) is not str or not 0 < len(key) <= rules.MAX_KEY_BYTES or not key.isascii():
+        rules.check_key(key)
 
 
 def collection(name: str) -> Collection:

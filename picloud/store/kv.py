@@ -20,9 +20,8 @@ __all__ = [
     "CollectionInfo",
     "Item",
     "collections",
-    "get",
-    "has",
     "increment",
+    "lookup",
     "page",
     "page_within",
     "purge_due",
@@ -32,14 +31,6 @@ __all__ = [
     "usage",
 ]
 
-_GET = """
-SELECT value FROM kv WHERE app_id = ? AND collection = ? AND key = ?
-  AND (expires_at IS NULL OR expires_at > ?)
-"""
-_HAS = """
-SELECT 1 FROM kv WHERE app_id = ? AND collection = ? AND key = ?
-  AND (expires_at IS NULL OR expires_at > ?)
-"""
 _OLD = "SELECT value, size, expires_at FROM kv WHERE app_id = ? AND collection = ? AND key = ?"
 _UPSERT = """
 INSERT INTO kv (app_id, collection, key, value, size, expires_at, updated_at)
@@ -95,13 +86,12 @@ class CollectionInfo:
 # ---- reads
 
 
-def get(conn: sqlite3.Connection, app_id: str, collection: str, key: str, now: int) -> str | None:
-    row = conn.execute(_GET, (app_id, collection, key, now)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def has(conn: sqlite3.Connection, app_id: str, collection: str, key: str, now: int) -> bool:
-    return conn.execute(_HAS, (app_id, collection, key, now)).fetchone() is not None
+def lookup(
+    conn: sqlite3.Connection, app_id: str, collection: str, key: str
+) -> tuple[str, int | None] | None:
+    """(value JSON, expires_at) of the row at `key`, expired or not; None if there is none."""
+    row = conn.execute(_OLD, (app_id, collection, key)).fetchone()
+    return None if row is None else (row[0], row[2])
 
 
 def page(
