@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from picloud import cli_client
 from picloud.config import ConfigError, load_settings
-from picloud.ops import cli as ops_cli
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    args = list(sys.argv[1:] if argv is None else argv)
+    func: Callable[[Any], int]
+    if args == ["serve"]:
+        # The daemon's own start skips argparse and the client commands it would import
+        # (~1 MiB the daemon would keep resident for nothing); `serve --help` still works.
+        func, parsed = _serve, None
+    else:
+        parser = _parser()
+        parsed = parser.parse_args(args)
+        found: Callable[[Any], int] | None = getattr(parsed, "func", None)
+        if found is None:
+            parser.print_help()
+            return 2
+        func = found
     try:
-        return int(args.func(args))
+        return int(func(parsed))
     except ConfigError as exc:
         print(f"picloud: {exc}", file=sys.stderr)
         return 2
@@ -29,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from picloud import cli_client
+    from picloud.ops import cli as ops_cli
+
     parser = argparse.ArgumentParser(prog="picloud", description=__doc__)
     sub = parser.add_subparsers(metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the daemon")
@@ -41,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace | None) -> int:
     from picloud import footprint
 
     footprint.prepare()  # before anything imports aiohttp

@@ -10,7 +10,6 @@ Either way the store opens and secrets are read only afterwards (see app.py's or
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pwd
@@ -44,18 +43,6 @@ _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
 async def privileges_ctx(app: web.Application) -> AsyncIterator[None]:
     """Runs right after the zygote has started and before the store opens."""
     settings = app[SETTINGS]
@@ -86,6 +73,18 @@ def clear_capabilities() -> None:
     capset() is per thread: call it before starting threads (the daemon does; a
     forked sandbox child is single-threaded). NoNewPrivileges keeps them gone.
     """
+    import ctypes
+
+    class _CapHeader(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class _CapData(ctypes.Structure):
+        _fields_ = [
+            ("effective", ctypes.c_uint32),
+            ("permitted", ctypes.c_uint32),
+            ("inheritable", ctypes.c_uint32),
+        ]
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
         _raise_errno("prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
@@ -152,5 +151,7 @@ def _chown(path: str, uid: int, gid: int, stuck: list[str]) -> None:
 
 
 def _raise_errno(what: str) -> None:
+    import ctypes
+
     err = ctypes.get_errno()
     raise OSError(err, f"{what}: {os.strerror(err)}")

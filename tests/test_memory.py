@@ -203,6 +203,95 @@ def test_a_lean_daemon_serves_everything_and_its_zygote_never_maps_libseccomp(
         proc.stop()
 
 
+def _zygote(proc: ServeProcess) -> psutil.Process:
+    zygotes = psutil.Process(proc.proc.pid).children()
+    assert len(zygotes) == 1
+    return zygotes[0]
+
+
+def _eventually(check: Any, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _restarted(proc: ServeProcess, old: int, lib: str) -> bool:
+    """Is there a new zygote, and does it map `lib`?"""
+    try:
+        children = psutil.Process(proc.proc.pid).children()
+        return any(z.pid != old and lib in _maps(z.pid) for z in children)
+    except (FileNotFoundError, ProcessLookupError, psutil.Error):
+        return False
+
+
+def _all_children_map(parent: psutil.Process, lib: str) -> bool:
+    try:
+        return all(lib in _maps(child.pid) for child in parent.children())
+    except (FileNotFoundError, ProcessLookupError):  # a spare replaced meanwhile
+        return False
+
+
+PLAIN = """
+def handle(ctx):
+    return {"ok": True}
+"""
+
+TOKENS = """
+import secrets
+def handle(ctx):
+    return {"token": len(secrets.token_hex(8))}
+"""
+
+
+def test_the_zygote_loads_openssl_only_once_a_script_uses_it(tmp_path: Path) -> None:
+    with serve(tmp_path, PICLOUD_ADMIN_TOKEN=TOKEN, PICLOUD_LOG_LEVEL="info") as proc:
+        zygote = _zygote(proc)
+        assert _post(proc, "/api/v1/admin/apps", {"id": "one"})[0] == 201
+        assert _post(proc, "/api/v1/admin/apps", {"id": "two"})[0] == 201
+        for sid, app, source in (
+            ("plain", "one", PLAIN),
+            ("hash", "one", HASHING),
+            ("tokens", "two", TOKENS),
+        ):
+            body = {"id": sid, "app": app, "source": source, "public": True}
+            assert _post(proc, "/api/v1/admin/scripts", body)[0] == 201
+        assert _get(proc, "/api/v1/execute/plain", token=None)[0] == 200
+        assert "libcrypto" not in _maps(zygote.pid)  # ~3.4 MiB no script has asked for
+        status, body = _get(proc, "/api/v1/execute/hash", token=None)
+        assert status == 200, body
+        assert json.loads(body)["sha"] == hashlib.sha256(b"pi").hexdigest()[:8]
+        # The worker reported the import; the zygote loads it for every later fork.
+        assert _eventually(lambda: "libcrypto" in _maps(zygote.pid))
+        assert "a script imported hashlib, hmac; the zygote loads it too" in proc.stderr
+        # Another app's first worker is forked from the zygote as it is now.
+        status, body = _get(proc, "/api/v1/execute/tokens", token=None)
+        assert status == 200, body
+        assert json.loads(body) == {"token": 16}
+        # Spares forked before the preload were replaced: every child has it now.
+        assert _eventually(lambda: _all_children_map(zygote, "libcrypto"))
+        # A zygote restarted after a crash is told what the old one had learned.
+        zygote.kill()
+        assert _eventually(lambda: _get(proc, "/healthz", token=None)[0] == 200)
+        assert _eventually(lambda: _restarted(proc, zygote.pid, "libcrypto"))
+        proc.stop()
+    # Each module learned once, by the first worker that imported it.
+    assert proc.stderr.count("the zygote loads it too") == 2
+    assert "a script imported secrets; the zygote loads it too" in proc.stderr
+
+
+def test_only_listed_modules_are_ever_preloaded() -> None:
+    from picloud.executor.preload import LEARNABLE, learnable
+
+    assert learnable(["hashlib", "os", "subprocess", "antigravity", 7, None]) == ["hashlib"]
+    assert learnable(["secrets", "hmac"], known={"hmac"}) == ["secrets"]
+    assert learnable("hashlib") == []  # a frame may say anything
+    assert learnable({"x": "hashlib"}) == []
+    assert learnable(sorted(LEARNABLE)) == sorted(LEARNABLE)
+
+
 def test_the_health_probe_primes_the_cpu_meter_without_psutil() -> None:
     code = """
         import sys

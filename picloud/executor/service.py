@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import logging
 import random
@@ -238,6 +237,8 @@ class SandboxExecutor:
             timer.cancel()
         if result.get("loaded"):
             worker.seen.add(key)
+        if "learned" in result:
+            self.zygote.learn(result["learned"])
         reusable = (
             not fresh and not result.get("recycle") and result.get("status") != "resource_limit"
         )
@@ -319,8 +320,6 @@ def _settle() -> None:
     """
     gc.collect()
     gc.freeze()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from picloud.affinity import ANY_CPU, away_from, run_on
+from picloud.executor.preload import LEARNABLE
 from picloud.executor.sandbox import Sandbox
 from picloud.sdk import _channel, kv
 from picloud.sdk.log import capture, log
@@ -112,6 +113,7 @@ def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
     sys.stdout = sys.stderr = capture
     limits = _Limits(int(spec["base_data"]))
     cache: dict[tuple[str, int, int], dict[str, Any]] = {}
+    known = [name for name in LEARNABLE if name in sys.modules]  # the zygote's already
     while True:
         try:
             frame = chan.recv()
@@ -121,6 +123,11 @@ def _serve(sock: socket.socket, spec: dict[str, Any]) -> None:
             return
         result = _run(frame, cache, limits)
         limits.done()
+        if len(known) < len(LEARNABLE):
+            learned = [name for name in LEARNABLE if name in sys.modules and name not in known]
+            if learned:
+                result["learned"] = learned  # the daemon has the zygote import them
+                known += learned
         chan.send(result)
         if result.get("recycle"):
             return

@@ -20,6 +20,7 @@ import msgspec
 
 import picloud
 from picloud.affinity import allowed_cpus
+from picloud.executor.preload import learnable
 
 __all__ = ["ExitInfo", "SpawnError", "ZygoteClient"]
 
@@ -80,6 +81,9 @@ class ZygoteClient:
         self._ready: asyncio.Future[None] | None = None
         self._next = 0
         self.alive = False
+        # Modules scripts turned out to use (picloud.executor.preload): asked of every
+        # zygote this client starts, so a restarted one has them too.
+        self.learned: set[str] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,6 +112,8 @@ class ZygoteClient:
         self.alive = True
         async with asyncio.timeout(_START_TIMEOUT_S):
             await self._ready
+        if self.learned:
+            self._send({"op": "preload", "modules": sorted(self.learned)})
 
     async def spawn(self, uid: int | None, limits: dict[str, int]) -> tuple[int, socket.socket]:
         """Fork a worker; (pid, the daemon's end of its channel)."""
@@ -128,9 +134,20 @@ class ZygoteClient:
             self._pending.pop(req, None)
 
     def kill(self, pid: int) -> None:
+        self._send({"op": "kill", "pid": pid})
+
+    def learn(self, names: object) -> None:
+        """A worker's script imported these: have the zygote load them for later forks."""
+        new = learnable(names, self.learned)
+        if new:
+            self.learned.update(new)
+            log.info("executor: a script imported %s; the zygote loads it too", ", ".join(new))
+            self._send({"op": "preload", "modules": new})
+
+    def _send(self, msg: dict[str, Any]) -> None:
         if self.alive and self.sock is not None:
             with contextlib.suppress(OSError):
-                self.sock.send(_enc.encode({"op": "kill", "pid": pid}))
+                self.sock.send(_enc.encode(msg))
 
     def _readable(self) -> None:
         assert self.sock is not None
@@ -166,6 +183,8 @@ class ZygoteClient:
                     future.set_result((msg["pid"], sock))
             elif future is not None and not future.done():
                 future.set_exception(SpawnError(msg.get("error", "spawn failed")))
+        elif op == "preloaded":
+            self.base_data = int(msg["base_data"])  # workers' memory limits count from here
         elif op == "ready" and self._ready is not None and not self._ready.done():
             self.layers = dict(msg["layers"])
             self.base_data = int(msg["base_data"])
