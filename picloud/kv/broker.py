@@ -91,27 +91,24 @@ def point_reads(app: web.Application) -> dict[str, Callable[[str, dict[str, Any]
     kv = app[KV]
     stats = app[KV_STATS] if KV_STATS in app else KvStats()
 
-    def get(app_id: str, args: Any) -> Any:
+    def read(op: str, app_id: str, args: Any) -> str | None:
         if args.keys() != _POINT_ARGS:
-            _checked("kv.get", args)
+            _checked(op, args)
         try:
             value = kv.get_now(app_id, args.get("collection"), args.get("key"))
         except ValueError as exc:
             raise _plain(exc) from None
-        stats.ops["get"] += 1
+        stats.ops[op[3:]] += 1
+        return value
+
+    def get(app_id: str, args: Any) -> Any:
+        value = read("kv.get", app_id, args)
         if value is not None:
             stats.read_bytes += len(value)
         return value
 
     def has(app_id: str, args: Any) -> Any:
-        if args.keys() != _POINT_ARGS:
-            _checked("kv.has", args)
-        try:
-            found = kv.has_now(app_id, args.get("collection"), args.get("key"))
-        except ValueError as exc:
-            raise _plain(exc) from None
-        stats.ops["has"] += 1
-        return found
+        return read("kv.has", app_id, args) is not None
 
     return {"kv.get": get, "kv.has": has}
 
