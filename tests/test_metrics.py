@@ -269,6 +269,14 @@ async def test_kv_calls_of_scripts_are_counted(daemon: Daemon) -> None:
     assert ops == {"set": 1, "get": 2, "has": 1, "list": 1}
     assert samples[("picloud_kv_written_bytes_total", ())] >= len('{"x":1}')
     assert samples[("picloud_kv_read_bytes_total", ())] >= 2 * len('{"x":1}')
+    # get "a" after its set, get "missing": two misses; has "a" then hits the cache.
+    lookups = {
+        result: samples.get(("picloud_kv_cache_lookups_total", (("result", result),)))
+        for result in ("hit", "miss")
+    }
+    assert lookups == {"hit": 1, "miss": 2}
+    assert samples[("picloud_kv_cache_entries", ())] == 2
+    assert samples[("picloud_kv_cache_bytes", ())] > 0
 
 
 OPS = ("set", "get", "has", "list")

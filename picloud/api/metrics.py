@@ -35,7 +35,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     await ops.telemetry.catch_up(db)
     snap = await system_snapshot(app)
     figures = await db.read(sql.store_figures)
-    collector = ScrapeCollector(snap, figures, db, _extra(ops), _triggers(app))
+    collector = ScrapeCollector(snap, figures, db, _extra(ops) | _kv_cache(app), _triggers(app))
     return await respond(request, collector, ops.telemetry)
 
 
@@ -43,6 +43,23 @@ def _triggers(app: web.Application) -> dict[str, Any] | None:
     from picloud.triggers import DISPATCHER
 
     return app[DISPATCHER].stats.snapshot() if DISPATCHER in app else None
+
+
+def _kv_cache(app: web.Application) -> dict[str, tuple[str, Any]]:
+    """The KV read cache's figures (docs/storage.md), to size `kv_read_cache_bytes` by."""
+    from picloud.kv import KV
+
+    cache = getattr(app[KV], "cache", None) if KV in app else None
+    if cache is None:
+        return {}
+    return {
+        "picloud_kv_cache_lookups_total": (
+            "Script and admin reads of one key, by whether the read cache had it.",
+            {"result": {"hit": cache.hits, "miss": cache.misses}},
+        ),
+        "picloud_kv_cache_entries": ("Keys held by the KV read cache.", len(cache)),
+        "picloud_kv_cache_bytes": ("Bytes the KV read cache holds, by its count.", cache.used),
+    }
 
 
 def _extra(ops: Ops) -> dict[str, tuple[str, Any]]:
