@@ -266,7 +266,8 @@ async def test_pages_past_the_loop_budget_are_read_on_a_thread(
     large = await kv.list("home", "w", limit=20, cursor=small.cursor)  # past it: a thread
     assert [i.key for i in small.items + large.items] == [f"k{n:02}" for n in range(23)]
     assert json.loads(large.items[-1].value) == "x" * 220
-    assert kv_store.page_within(kv.db._now_conn, "home", "w", "", None, 0, 30, 100) is None  # type: ignore[arg-type]
+    span = kv_store.Span("home", "w", "", None, 30)
+    assert kv_store.page_within(kv.db._now_conn, span, 0, 100) is None  # type: ignore[arg-type]
 
 
 async def test_a_page_is_a_primary_key_range_scan(kv: SqliteKv) -> None:

@@ -138,19 +138,14 @@ class SqliteKv:
         last = rules.decode_cursor(cursor, collection, prefix)
         # The successor of `last` in byte order is `last + "\0"`: resume just after it.
         start = prefix if last is None or last < prefix else last + "\0"
-        end = rules.prefix_end(prefix)
+        # One row past the page tells whether there is more.
+        span = store.Span(app_id, collection, start, rules.prefix_end(prefix), limit + 1)
         now = _now_ms()
         # Small pages are read on the loop (a thread hop costs more than the query);
         # a page whose values pass the budget is read again on a reader thread.
-        items = self.db.read_now(
-            lambda c: store.page_within(
-                c, app_id, collection, start, end, now, limit + 1, LOOP_BUDGET
-            )
-        )
+        items = self.db.read_now(lambda c: store.page_within(c, span, now, LOOP_BUDGET))
         if items is None:
-            items = await self.db.read(
-                lambda c: store.page(c, app_id, collection, start, end, now, limit + 1)
-            )
+            items = await self.db.read(lambda c: store.page(c, span, now))
         if len(items) <= limit:
             return Page(items, None)
         del items[limit:]

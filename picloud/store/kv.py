@@ -19,6 +19,7 @@ from picloud.store.outbox import enqueue_kv_event
 __all__ = [
     "CollectionInfo",
     "Item",
+    "Span",
     "collections",
     "increment",
     "lookup",
@@ -94,31 +95,24 @@ def lookup(
     return None if row is None else (row[0], row[2])
 
 
-def page(
-    conn: sqlite3.Connection,
-    app_id: str,
-    collection: str,
-    start: str,
-    end: str | None,
-    now: int,
-    limit: int,
-) -> list[Item]:
-    """Live items with `start <= key < end` in key order (end None: no upper bound)."""
-    return [Item(k, v) for k, v in _page_rows(conn, app_id, collection, start, end, now, limit)]
+class Span(NamedTuple):
+    """Up to `limit` keys of one collection with `start <= key < end` (end None: no bound)."""
+
+    app_id: str
+    collection: str
+    start: str
+    end: str | None
+    limit: int
 
 
-def page_within(
-    conn: sqlite3.Connection,
-    app_id: str,
-    collection: str,
-    start: str,
-    end: str | None,
-    now: int,
-    limit: int,
-    budget: int,
-) -> list[Item] | None:
+def page(conn: sqlite3.Connection, span: Span, now: int) -> list[Item]:
+    """The live items of `span`, in key order."""
+    return [Item(k, v) for k, v in _rows(conn, span, now)]
+
+
+def page_within(conn: sqlite3.Connection, span: Span, now: int, budget: int) -> list[Item] | None:
     """`page`, or None as soon as its values pass `budget` characters (read it elsewhere)."""
-    rows = _page_rows(conn, app_id, collection, start, end, now, limit)
+    rows = _rows(conn, span, now)
     items = []
     for key, value in rows:
         budget -= len(value)
@@ -129,15 +123,8 @@ def page_within(
     return items
 
 
-def _page_rows(
-    conn: sqlite3.Connection,
-    app_id: str,
-    collection: str,
-    start: str,
-    end: str | None,
-    now: int,
-    limit: int,
-) -> sqlite3.Cursor:
+def _rows(conn: sqlite3.Connection, span: Span, now: int) -> sqlite3.Cursor:
+    app_id, collection, start, end, limit = span
     if end is None:
         return conn.execute(_PAGE, (app_id, collection, start, now, limit))
     return conn.execute(_PAGE_BOUNDED, (app_id, collection, start, end, now, limit))
