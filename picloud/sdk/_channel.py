@@ -92,8 +92,7 @@ class Channel:
     def call(self, op: str, args: dict[str, Any]) -> Any:
         """One SDK operation, answered by the daemon's broker; raises what the broker says."""
         self._next_id = call_id = self._next_id + 1
-        payload = self._enc.encode({"t": "call", "id": call_id, "op": op, "args": args})
-        self.sock.sendall(HEADER.pack(len(payload)) + payload)
+        self.send({"t": "call", "id": call_id, "op": op, "args": args})
         reply = self.recv()
         if reply.get("id") != call_id or reply.get("t") != "reply":
             raise ChannelClosed("unexpected frame while waiting for a reply")

@@ -1,9 +1,9 @@
 """The script SDK's `kv`: collection handles over the daemon's per-app key-value store.
 
 Runs inside the sandboxed script process, so it imports only the standard
-library, msgspec (as the channel does) and the pure KV rules. Arguments are checked here first
-(a mistake costs no round trip) and again by the daemon, which has the last
-word. Values travel as JSON text and are decoded here.
+library, msgspec (as the channel does) and the pure KV rules. Arguments are
+checked here first (a mistake costs no round trip) and again by the daemon,
+which has the last word. Values travel as JSON text and are decoded here.
 """
 
 from __future__ import annotations
