@@ -110,9 +110,9 @@ def _listen_on_address(host: str, port: int) -> socket.socket | None:
         sock.bind((host, port))
         sock.listen(_BACKLOG)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
 
 

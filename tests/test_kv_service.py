@@ -692,3 +692,66 @@ async def test_point_reads_check_like_dispatch(web_app: web.Application, kv: Sql
             with pytest.raises(error) as info:
                 reads[op]("home", args)
             assert type(info.value) is error, (op, args, info.value)
+
+
+async def test_a_cancelled_write_keeps_its_key_out_of_the_cache_until_it_commits(
+    tmp_path: Path,
+) -> None:
+    db = Database(tmp_path / "kv.db", "full")  # a writer thread we can keep busy
+    db.open()
+    await db.write(lambda c: app_store.create_app(c, "home"))
+    kv = SqliteKv(db, MAX_VALUE, QUOTA, cache_bytes=1 << 20)
+    try:
+        await kv.set("home", "w", "k", '"old"')
+        assert kv.get_now("home", "w", "k") == '"old"'
+        busy = asyncio.create_task(db.write(lambda c: time.sleep(0.3), routine=True))
+        await asyncio.sleep(0.05)
+        write = asyncio.create_task(kv.set("home", "w", "k", '"new"'))
+        await asyncio.sleep(0.05)  # queued behind the slow write
+        write.cancel()
+        await asyncio.sleep(0)
+        # The caller is gone, but the store still commits the queued write: what is read
+        # now must not be kept, or the cache would answer "old" after the commit.
+        assert kv.get_now("home", "w", "k") == '"old"'
+        await busy
+        # Well within the second after which the data_version watch would clear it anyway.
+        for _ in range(30):
+            if kv.get_now("home", "w", "k") == '"new"':
+                break
+            await asyncio.sleep(0.01)
+        assert kv.get_now("home", "w", "k") == '"new"'
+        assert write.cancelled()
+    finally:
+        await db.close()
+
+
+async def test_a_write_by_another_process_shows_within_a_second(kv: SqliteKv) -> None:
+    await kv.set("home", "w", "k", '"ours"')
+    assert kv.get_now("home", "w", "k") == '"ours"'
+    assert kv.get_now("home", "w", "gone") is None  # cached as absent
+    other = sqlite3.connect(kv.db.path)
+    with other:
+        other.execute("UPDATE kv SET value = '\"theirs\"' WHERE key = 'k'")
+        other.execute(
+            "INSERT INTO kv (app_id, collection, key, value, size, updated_at)"
+            " VALUES ('home', 'w', 'gone', '1', 5, 0)"
+        )
+    other.close()
+    await asyncio.sleep(1.05)
+    assert kv.get_now("home", "w", "k") == '"theirs"'
+    assert kv.get_now("home", "w", "gone") == "1"
+
+
+def test_the_purge_drops_expired_entries_and_sizes_count_memory() -> None:
+    cache = ReadCache(max_bytes=1 << 20)
+    cache.fill(("a", "c", "old"), "1", 1_000)
+    cache.fill(("a", "c", "later"), "2", 5_000)
+    cache.fill(("a", "c", "forever"), "3", None)
+    cache.drop_expired(2_000)
+    # A clock stepped back to 500 must not bring back a row the purge deleted.
+    assert cache.lookup(("a", "c", "old"), 500) == (False, None)
+    assert cache.lookup(("a", "c", "later"), 500) == (True, "2")
+    assert cache.lookup(("a", "c", "forever"), 500) == (True, "3")
+    ascii_used = cache.used
+    cache.fill(("a", "c", "emoji"), "😀" * 1000, None)  # 4 bytes a character in memory
+    assert cache.used - ascii_used > 4000

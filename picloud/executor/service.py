@@ -312,11 +312,11 @@ def _invocation_id() -> str:
 
 
 def _settle() -> None:
-    """Once started: freeze the start-up heap out of the collector's way, free what is free.
+    """Once started: freeze the start-up heap out of the collector's way.
 
     Every object alive now (modules, routes, caches) lives as long as the daemon;
     frozen, the oldest generation's collections stop walking them on the request
-    path, and malloc_trim returns the start-up garbage's pages to the system.
+    path. (A malloc_trim here returned nothing: start-up leaves no free pages.)
     """
     gc.collect()
     gc.freeze()

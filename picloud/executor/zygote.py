@@ -219,6 +219,7 @@ class Zygote:
         if not done:
             return
         gc.collect()
+        ctypes.CDLL(None).malloc_trim(0)  # as at start: free pages back before the freeze
         gc.freeze()
         self.base_data = _vm_data()
         # Spares forked before now lack the modules: replace them (a fork is ~1 ms).

@@ -2,24 +2,27 @@
 
 Only committed values enter it, and it never answers for a key with a write in
 flight: `SqliteKv` marks a key (dropping its entry) before it queues a write and
-unmarks it once the write is acknowledged; a get meanwhile reads SQLite, and
+unmarks it once the write has settled (even if its caller was cancelled: the
+store commits a queued write regardless); a get meanwhile reads SQLite, and
 nothing is kept for that key until it is unmarked. Anything else that changes
 KV rows (deleting an app) is a write that is not `routine`, after whose commit
-the store's `on_config_commit` clears it all. TTLs are kept with the value, so
-an expired entry reads as absent at once, as in SQLite. The cache is bounded by
-the bytes of its keys and values; the oldest entry goes first.
+the store's `on_config_commit` clears it all; a write by another process shows
+within a second (`SqliteKv` watches `PRAGMA data_version`). TTLs are kept with
+the value, so an expired entry reads as absent at once, as in SQLite, and the
+purge drops the entries of the rows it deleted. The cache is bounded by the
+memory of its keys and values; the oldest entry goes first.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-from collections.abc import Iterator
+import sys
 
 __all__ = ["ReadCache"]
 
-# Python's overhead per entry (tuple, key tuple, dict slot), counted against the budget.
-ENTRY_OVERHEAD = 200
+# Python's overhead per entry (tuples, dict slot), counted against the budget with the
+# sizes of the key's and value's str objects.
+ENTRY_OVERHEAD = 150
 # A value this large is cheaper to read again than to keep (SQLite's page cache has it).
 MAX_ENTRY_CHARS = 16 * 1024
 
@@ -64,19 +67,23 @@ class ReadCache:
             oldest = next(iter(self._entries))
             self.used -= _size(oldest, self._entries.pop(oldest)[0])
 
-    @contextlib.contextmanager
-    def writing(self, key: _Key) -> Iterator[None]:
-        """Around a write of `key`: no entry for it until the write is acknowledged."""
+    def mark(self, key: _Key) -> None:
+        """A write of `key` is queued: no entry for it until `unmark` (once it has settled)."""
         self._forget(key)
         self._writing[key] += 1
-        try:
-            yield
-        finally:
-            left = self._writing[key] - 1
-            if left:
-                self._writing[key] = left
-            else:
-                del self._writing[key]
+
+    def unmark(self, key: _Key) -> None:
+        left = self._writing[key] - 1
+        if left > 0:
+            self._writing[key] = left
+        else:
+            del self._writing[key]
+
+    def drop_expired(self, now: int) -> None:
+        """After the purge deleted expired rows: a clock stepped back must not revive them."""
+        gone = [k for k, (_, exp) in self._entries.items() if exp is not None and exp <= now]
+        for key in gone:
+            self._forget(key)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -92,4 +99,6 @@ class ReadCache:
 
 
 def _size(key: _Key, value: str | None) -> int:
-    return ENTRY_OVERHEAD + len(key[1]) + len(key[2]) + (len(value) if value is not None else 0)
+    # getsizeof, not len: a non-ASCII str takes 2-4 bytes a character. The app id is the
+    # channel's own string, shared by every entry of the app.
+    return ENTRY_OVERHEAD + sys.getsizeof(key[1]) + sys.getsizeof(key[2]) + sys.getsizeof(value)

@@ -9,16 +9,18 @@ the daemon has the last word.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from picloud.kv import rules
 from picloud.kv.api import AppNotFound, CollectionInfo, Page
 from picloud.kv.cache import ReadCache
-from picloud.store import Database
+from picloud.store import Database, invocations
 from picloud.store import apps as app_store
 from picloud.store import kv as store
 
@@ -47,6 +49,18 @@ class SqliteKv:
         self.cache = ReadCache(cache_bytes)
         # Deleting an app removes its rows by cascade, outside the per-key marks below.
         db.on_config_commit(self.cache.clear)
+        self._data_version = -1
+        self._checked_ms = 0
+
+    def _watch_other_writers(self, now: int) -> None:
+        """Once a second: a commit by any other connection (the sqlite3 shell too) empties
+        the cache. Ours count as well (the loop's reads use their own connection), which
+        costs one miss per cached key per second of writes."""
+        self._checked_ms = now
+        version = self.db.read_now(invocations.data_version)
+        if version != self._data_version:
+            self._data_version = version
+            self.cache.clear()
 
     async def get(self, app_id: str, collection: str, key: str) -> str | None:
         return self.get_now(app_id, collection, key)
@@ -60,6 +74,8 @@ class SqliteKv:
         rules.check_collection(collection)
         rules.check_key(key)
         now = _now_ms()
+        if not -1000 < now - self._checked_ms < 1000:
+            self._watch_other_writers(now)
         where = (app_id, collection, key)
         hit, value = self.cache.lookup(where, now)
         if hit:
@@ -97,16 +113,15 @@ class SqliteKv:
                 conn, app_id, collection, key, value_json, size, expires_at, now, quota, depth
             )
 
-        with self.cache.writing((app_id, collection, key)):
-            return await self._write(app_id, write)
+        return await self._write_key((app_id, collection, key), write)
 
     async def delete(self, app_id: str, collection: str, key: str, *, depth: int = 0) -> bool:
         rules.check_collection(collection)
         rules.check_key(key)
-        with self.cache.writing((app_id, collection, key)):
-            return await self.db.write(
-                lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth), routine=True
-            )
+        return await self._write_key(
+            (app_id, collection, key),
+            lambda c: store.remove(c, app_id, collection, key, _now_ms(), depth),
+        )
 
     async def incr(
         self, app_id: str, collection: str, key: str, by: int = 1, *, depth: int = 0
@@ -120,8 +135,7 @@ class SqliteKv:
             now = _now_ms()
             return store.increment(conn, app_id, collection, key, key_bytes, by, now, quota, depth)
 
-        with self.cache.writing((app_id, collection, key)):
-            return await self._write(app_id, write)
+        return await self._write_key((app_id, collection, key), write)
 
     async def list(
         self,
@@ -174,9 +188,25 @@ class SqliteKv:
                 lambda c: store.purge_expired(c, _now_ms(), PURGE_BATCH), routine=True, bulk=True
             )
             total += done
+            self.cache.drop_expired(_now_ms())
             if done < PURGE_BATCH:
                 break
         return total
+
+    async def _write_key(
+        self, where: tuple[str, str, str], fn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """A write of one key. Its cache entry stays out until the write has settled, even
+        if the caller is cancelled first: the store commits a queued write regardless."""
+        self.cache.mark(where)
+        write = asyncio.ensure_future(self._write(where[0], fn))
+        write.add_done_callback(functools.partial(self._settled, where))
+        return await asyncio.shield(write)
+
+    def _settled(self, where: tuple[str, str, str], write: asyncio.Future[Any]) -> None:
+        self.cache.unmark(where)
+        if not write.cancelled():
+            write.exception()  # retrieved here: a cancelled caller will not
 
     async def _write(self, app_id: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
