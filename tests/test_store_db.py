@@ -272,3 +272,34 @@ async def test_a_lock_held_by_another_process_does_not_stall_the_loop(tmp_path: 
     finally:
         other.close()
         await db.close()
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+async def test_settled_is_called_once_whatever_becomes_of_the_write(
+    tmp_path: Path, durability: str
+) -> None:
+    db = Database(tmp_path / "s.db", durability)  # type: ignore[arg-type]
+    db.open()
+    calls: list[str] = []
+
+    def boom(conn: sqlite3.Connection) -> None:
+        raise ValueError("no")
+
+    try:
+        await db.write(_counter, settled=lambda: calls.append("ok"))
+        with pytest.raises(ValueError, match="no"):
+            await db.write(boom, settled=lambda: calls.append("failed"))
+        # A cancelled caller: the queued write still commits, and says so.
+        write = asyncio.create_task(db.write(_increment, settled=lambda: calls.append("gone")))
+        await asyncio.sleep(0)
+        write.cancel()
+        for _ in range(100):
+            if "gone" in calls:
+                break
+            await asyncio.sleep(0.01)
+        assert db.read_now(lambda c: c.execute("SELECT n FROM counter").fetchone()[0]) == 1
+    finally:
+        await db.close()
+    with pytest.raises(StoreError):
+        await db.write(_counter, settled=lambda: calls.append("closed"))
+    assert calls == ["ok", "failed", "gone", "closed"]

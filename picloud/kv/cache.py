@@ -2,8 +2,8 @@
 
 Only committed values enter it, and it never answers for a key with a write in
 flight: `SqliteKv` marks a key (dropping its entry) before it queues a write and
-unmarks it once the write has settled (even if its caller was cancelled: the
-store commits a queued write regardless); a get meanwhile reads SQLite, and
+unmarks it once the write has settled (`Database.write`'s `settled`, called even
+if the caller was cancelled: the store commits a queued write regardless); a get meanwhile reads SQLite, and
 nothing is kept for that key until it is unmarked. Anything else that changes
 KV rows (deleting an app) is a write that is not `routine`, after whose commit
 the store's `on_config_commit` clears it all; a write by another process shows

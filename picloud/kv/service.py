@@ -9,13 +9,12 @@ the daemon has the last word.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import functools
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from picloud.kv import rules
 from picloud.kv.api import AppNotFound, CollectionInfo, Page
@@ -199,18 +198,16 @@ class SqliteKv:
         """A write of one key. Its cache entry stays out until the write has settled, even
         if the caller is cancelled first: the store commits a queued write regardless."""
         self.cache.mark(where)
-        write = asyncio.ensure_future(self._write(where[0], fn))
-        write.add_done_callback(functools.partial(self._settled, where))
-        return await asyncio.shield(write)
+        return await self._write(where[0], fn, functools.partial(self.cache.unmark, where))
 
-    def _settled(self, where: tuple[str, str, str], write: asyncio.Future[Any]) -> None:
-        self.cache.unmark(where)
-        if not write.cancelled():
-            write.exception()  # retrieved here: a cancelled caller will not
-
-    async def _write(self, app_id: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self,
+        app_id: str,
+        fn: Callable[[sqlite3.Connection], T],
+        settled: Callable[[], None] | None = None,
+    ) -> T:
         try:
-            return await self.db.write(fn, routine=True)
+            return await self.db.write(fn, routine=True, settled=settled)
         except sqlite3.IntegrityError:
             # The only constraint a KV write can break is the app's foreign key.
             raise AppNotFound(f"app {app_id!r} does not exist") from None

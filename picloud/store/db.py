@@ -185,7 +185,12 @@ class Database:
     # ---- writes
 
     async def write(
-        self, fn: Callable[[sqlite3.Connection], T], *, routine: bool = False, bulk: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        routine: bool = False,
+        bulk: bool = False,
+        settled: Callable[[], None] | None = None,
     ) -> T:
         """Run `fn` in a transaction of the writer's; returns once committed.
 
@@ -194,11 +199,15 @@ class Database:
         listeners alone. Anything else (the default) may change a script, key or secret.
         `bulk`: the write may take milliseconds (many rows); where writes commit on the
         loop, it runs on a thread instead and the loop's commits wait until it is done.
+        `settled`: called once on the loop when the write has committed or failed, even
+        if the caller was cancelled meanwhile (a queued write still runs).
         """
         if self._write_conn is None or self._loop is None or self._closing:
+            if settled is not None:
+                settled()
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = self._loop.create_future()
-        job = _Job(fn, future, routine)
+        job = _Job(fn, future, routine, settled)
         if not self.on_loop:
             self._queue.put(job)
         elif bulk:
@@ -283,8 +292,8 @@ class Database:
         self._bulk_running = None
         if not running.cancelled() and running.exception() is None:
             self._settle(running.result())
-        elif not job.future.done():  # the thread itself failed (never seen)
-            job.future.set_exception(StoreError("the bulk writer failed"))
+        else:  # the thread itself failed (never seen)
+            self._settle([(job, False, StoreError("the bulk writer failed"))])
         self._kick()
         self._start_bulk()
 
@@ -353,6 +362,8 @@ class Database:
             for listener in self._config_listeners:
                 listener()
         for job, ok, value in results:
+            if job.settled is not None:
+                job.settled()
             if job.future.done():
                 continue
             if ok:
@@ -405,14 +416,19 @@ class _Busy(Exception):
 
 
 class _Job:
-    __slots__ = ("fn", "future", "routine")
+    __slots__ = ("fn", "future", "routine", "settled")
 
     def __init__(
-        self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], routine: bool
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any],
+        routine: bool,
+        settled: Callable[[], None] | None = None,
     ) -> None:
         self.fn = fn
         self.future = future
         self.routine = routine
+        self.settled = settled
 
 
 def now_ms() -> int:
