@@ -3,14 +3,15 @@
 Only committed values enter it, and it never answers for a key with a write in
 flight: `SqliteKv` marks a key (dropping its entry) before it queues a write and
 unmarks it once the write has settled (`Database.write`'s `settled`, called even
-if the caller was cancelled: the store commits a queued write regardless); a get meanwhile reads SQLite, and
-nothing is kept for that key until it is unmarked. Anything else that changes
-KV rows (deleting an app) is a write that is not `routine`, after whose commit
-the store's `on_config_commit` clears it all; a write by another process shows
-within a second (`SqliteKv` watches `PRAGMA data_version`). TTLs are kept with
-the value, so an expired entry reads as absent at once, as in SQLite, and the
-purge drops the entries of the rows it deleted. The cache is bounded by the
-memory of its keys and values; the oldest entry goes first.
+if the caller was cancelled: the store commits a queued write regardless); a get
+meanwhile reads SQLite, and nothing is kept for that key until it is unmarked.
+Anything else that changes KV rows (deleting an app) is a write that is not
+`routine`, after whose commit the store's `on_config_commit` clears it all; a
+write by another process shows within a second (`SqliteKv` watches `PRAGMA
+data_version`). TTLs are kept with the value, so an expired entry reads as
+absent at once, as in SQLite, and the purge drops the entries of the rows it
+deleted. The cache is bounded by the memory of its keys and values; the oldest
+entry goes first.
 """
 
 from __future__ import annotations
